@@ -1,0 +1,167 @@
+/**
+ * The executor plan: everything the single-threaded helper (helpers/nook-exec.c)
+ * needs to turn itself into a container, computed in TypeScript as plain data.
+ *
+ * Why a plan: a Node process is multi-threaded, and unshare(CLONE_NEWUSER) or
+ * setns() into a user namespace fail with EINVAL there. So namespace entry and
+ * the steps that must follow it happen in a small C program. Every decision
+ * (which namespaces, which mounts in which order, which capabilities, which
+ * seccomp program) is made here; the executor only carries the list out, in
+ * order, and reports. `nook run --trace` prints each step as it happens, and
+ * `nook run --dry-run` (debug) prints the plan itself.
+ *
+ * Process layout the executor builds:
+ *   outer (monitor) process: creates/joins the user namespace, has the id maps
+ *     written (newuidmap/newgidmap run by a helper child outside the namespace),
+ *     creates/joins the other namespaces, runs `outerOps`, then forks the
+ *     container's first process (which is PID 1 when a pid namespace is new).
+ *     It stays as the monitor: forwards signals, waits, reports the exit, writes
+ *     logs for detached containers, runs `monitor.onExit`.
+ *   inner (container) process: runs `innerOps` (mounts, pivot_root, ...), then
+ *     applies the process settings below and execve()s `process.args`.
+ */
+
+export type NamespaceType = 'user' | 'mnt' | 'pid' | 'uts' | 'ipc' | 'net' | 'cgroup';
+
+export interface IdMapEntry {
+  /** first id inside the namespace */
+  inside: number;
+  /** first id outside (on the host) */
+  outside: number;
+  count: number;
+}
+
+export type UserNamespacePlan =
+  | { mode: 'none' }
+  /** setns() into an existing one (exec into a running container). */
+  | { mode: 'join'; path: string }
+  | {
+      mode: 'new';
+      /** uid_map lines; written with `newuidmap` when uidHelper is set, else directly. */
+      uidMap: IdMapEntry[];
+      gidMap: IdMapEntry[];
+      /** absolute paths of newuidmap/newgidmap, or null to write /proc/PID/{uid,gid}_map directly (single mapping). */
+      uidHelper: string | null;
+      gidHelper: string | null;
+      /** "deny" is required before writing gid_map directly without newgidmap. */
+      setgroups: 'allow' | 'deny';
+    };
+
+export interface NamespacePlan {
+  type: Exclude<NamespaceType, 'user'>;
+  /** join this namespace (e.g. /proc/PID/ns/net); absent: create a new one. */
+  path?: string;
+}
+
+/**
+ * Mount-phase operations. Paths starting with "/" are host paths (before
+ * pivot_root) unless `inRoot` is set: then `target` is a path inside the
+ * container's root (the last `set-root`), resolved without following any
+ * symlink out of it (openat2 RESOLVE_IN_ROOT), and missing components are
+ * created (`ensure` says whether the last one is a directory or a file).
+ */
+export type PlanOp =
+  | { op: 'set-root'; path: string }
+  | {
+      op: 'mount';
+      source: string;
+      target: string;
+      fstype: string;
+      /** MS_* flags as a number (see ./mountflags.ts) */
+      flags: number;
+      data: string;
+      inRoot: boolean;
+      ensure: 'dir' | 'file' | 'none';
+      /** For MS_BIND|MS_REMOUNT: keep the flags the kernel locked (nosuid, nodev, noexec...), else EPERM in a user namespace. */
+      keepLockedFlags?: boolean;
+    }
+  | { op: 'mkdir'; path: string; mode: number; inRoot: boolean }
+  | { op: 'symlink'; target: string; path: string; inRoot: boolean }
+  | { op: 'write-file'; path: string; content: string; inRoot: boolean }
+  /**
+   * Start a mount daemon that must live in this mount namespace (fuse-overlayfs
+   * with -f), with PR_SET_PDEATHSIG so it never outlives the monitor, and wait
+   * until `target` is a mount point (or the daemon exits: error).
+   */
+  | { op: 'spawn-mount'; args: string[]; target: string }
+  | { op: 'chdir'; path: string }
+  /** pivot_root(newRoot, newRoot) then umount2(".", MNT_DETACH): the old root is gone. */
+  | { op: 'pivot-root'; path: string }
+  | { op: 'umount'; target: string; flags: number }
+  | { op: 'sethostname'; name: string };
+
+export interface Rlimit {
+  /** RLIMIT_* number */
+  resource: number;
+  soft: bigint | number;
+  hard: bigint | number;
+}
+
+export interface CapabilitySets {
+  /** bit masks (bit N = capability N) as decimal strings, since 41 bits exceed int32 and JSON has no bigint */
+  bounding: string;
+  effective: string;
+  permitted: string;
+  inheritable: string;
+  ambient: string;
+}
+
+export interface ProcessPlan {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  /** null: leave capabilities as they are (e.g. helper processes). */
+  capabilities: CapabilitySets | null;
+  noNewPrivileges: boolean;
+  /** A compiled seccomp program: sock_filter structs (8 bytes each) as hex, or null. */
+  seccompFilter: string | null;
+  rlimits: Rlimit[];
+  oomScoreAdj: number | null;
+  /** Look args[0] up in PATH (from env) inside the container, as execvp would. */
+  searchPath: boolean;
+}
+
+export interface MonitorPlan {
+  /**
+   * foreground: stdio is inherited, the monitor exits with the container's status.
+   * detached: the monitor setsid()s, the status pipe is closed once the container runs,
+   *   stdout/stderr go through pipes into `logPath` (k8s-file format, as podman's),
+   *   and the exit status is written to `exitFile` before `onExit` runs.
+   */
+  mode: 'foreground' | 'detached';
+  logPath?: string;
+  exitFile?: string;
+  pidFile?: string;
+  onExit?: string[];
+  /** Kill the container if the process that started the executor dies (foreground runs). */
+  dieWithParent: boolean;
+}
+
+export interface ExecutorPlan {
+  /** Print each kernel-level step to stderr as it is done. */
+  trace: boolean;
+  user: UserNamespacePlan;
+  /** In this order; user namespace handling comes first regardless. */
+  namespaces: NamespacePlan[];
+  outerOps: PlanOp[];
+  innerOps: PlanOp[];
+  process: ProcessPlan;
+  monitor: MonitorPlan;
+}
+
+/**
+ * Status messages the executor writes, one JSON object per line, on the status
+ * fd (fd 3 of the executor):
+ *   {"type":"step","text":"..."}          with trace on
+ *   {"type":"started","pid":N,"monitorPid":M} the container process is about to execve
+ *   {"type":"error","step":"mount /proc","errno":"EPERM","message":"...","exitCode":125}
+ *   {"type":"exited","code":N,"signal":S|null}  foreground only
+ */
+export type ExecutorStatus =
+  | { type: 'step'; text: string }
+  | { type: 'started'; pid: number; monitorPid: number }
+  | { type: 'error'; step: string; errno?: string; message: string; exitCode: number }
+  | { type: 'exited'; code: number; signal: number | null };

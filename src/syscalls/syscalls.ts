@@ -1,0 +1,64 @@
+/**
+ * The one door to the kernel for nook's TypeScript side. Only ./libc.ts loads
+ * koffi; everything else receives a `Syscalls` so that unit tests can pass the
+ * recording fake in ./fake.ts and assert on calls without a kernel.
+ *
+ * Steps that must run single-threaded (entering namespaces, and everything a
+ * container's process does before execve) are not here: they live in the C
+ * executor (helpers/nook-exec.c), driven by an ExecutorPlan.
+ */
+export interface WindowSize {
+  rows: number;
+  cols: number;
+}
+
+export interface StatFs {
+  /** f_type magic: 0x6969 NFS, 0x0bd00bd0 Lustre, 0x47504653 GPFS, 0x794c7630 overlayfs, 0x65735546 fuse, 0x01021994 tmpfs, 0xef53 ext4 */
+  type: number;
+  blockSize: number;
+  blocks: bigint;
+  blocksFree: bigint;
+  blocksAvailable: bigint;
+}
+
+export interface Pty {
+  /** controlling side, kept by nook */
+  master: number;
+  /** terminal side, given to the container as stdin/stdout/stderr */
+  slave: number;
+}
+
+export interface Syscalls {
+  openpty(size?: WindowSize): Pty;
+  getWindowSize(fd: number): WindowSize | null;
+  setWindowSize(fd: number, size: WindowSize): void;
+  /** flock(2); returns false instead of throwing when `nonBlocking` and the lock is held. */
+  flock(fd: number, operation: 'shared' | 'exclusive' | 'unlock', nonBlocking?: boolean): boolean;
+  statfs(path: string): StatFs;
+  /** kill(2); returns false for ESRCH (no such process) */
+  kill(pid: number, signal: number): boolean;
+  umount2(target: string, flags: number): void;
+  close(fd: number): void;
+}
+
+export class SyscallError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    readonly code: string,
+  ) {
+    super(`${call}: ${code}`);
+    this.name = 'SyscallError';
+  }
+}
+
+let instance: Syscalls | undefined;
+
+/** The production implementation, loading koffi on first use only (~6 ms). */
+export async function linuxSyscalls(): Promise<Syscalls> {
+  if (!instance) {
+    const { LibcSyscalls } = await import('./libc.js');
+    instance = new LibcSyscalls();
+  }
+  return instance;
+}
