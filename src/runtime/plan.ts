@@ -74,7 +74,13 @@ export type PlanOp =
       ensure: 'dir' | 'file' | 'none';
       /** For MS_BIND|MS_REMOUNT: keep the flags the kernel locked (nosuid, nodev, noexec...), else EPERM in a user namespace. */
       keepLockedFlags?: boolean;
+      /** A failure is reported as a trace step and skipped (e.g. cgroup2 on a cgroup v1 host). */
+      optional?: boolean;
     }
+  /** Hide a path (after pivot-root): /dev/null bound over a file, an empty read-only tmpfs over a directory; an absent path is skipped. */
+  | { op: 'mask'; path: string }
+  /** Make a path read-only (after pivot-root): bind it onto itself and remount ro, keeping locked flags; an absent path is skipped. */
+  | { op: 'readonly'; path: string }
   | { op: 'mkdir'; path: string; mode: number; inRoot: boolean }
   | { op: 'symlink'; target: string; path: string; inRoot: boolean }
   | { op: 'write-file'; path: string; content: string; inRoot: boolean }
@@ -150,6 +156,13 @@ export interface ExecutorPlan {
   innerOps: PlanOp[];
   process: ProcessPlan;
   monitor: MonitorPlan;
+  /**
+   * Hold the container process before execve: the executor reports
+   * {"type":"created","pid":N} and waits until nook writes one byte to the
+   * control fd (fd 4), or exits if it is closed. Used to attach the network
+   * and cgroups to a created container, and by the OCI runtime's create/start.
+   */
+  hold?: boolean;
 }
 
 /**
@@ -162,6 +175,7 @@ export interface ExecutorPlan {
  */
 export type ExecutorStatus =
   | { type: 'step'; text: string }
+  | { type: 'created'; pid: number; monitorPid: number }
   | { type: 'started'; pid: number; monitorPid: number }
   | { type: 'error'; step: string; errno?: string; message: string; exitCode: number }
   | { type: 'exited'; code: number; signal: number | null };
