@@ -14,6 +14,8 @@ export class RecordingSyscalls implements Syscalls {
   readonly calls: RecordedCall[] = [];
   statfsType = 0xef53;
   alivePids = new Set<number>();
+  /** xattrs set through lsetxattr, keyed "path\0name" */
+  readonly xattrs = new Map<string, Buffer>();
   private readonly failures = new Map<string, string[]>();
   private nextFd = 100;
 
@@ -58,5 +60,16 @@ export class RecordingSyscalls implements Syscalls {
   }
   close(fd: number): void {
     this.record('close', [fd]);
+  }
+  mknod(path: string, mode: number, major: number, minor: number): void {
+    this.record('mknod', [path, mode, major, minor]);
+  }
+  lsetxattr(path: string, name: string, value: Buffer): void {
+    this.record('lsetxattr', [path, name, value]);
+    this.xattrs.set(`${path}\0${name}`, value);
+  }
+  lgetxattr(path: string, name: string): Buffer | null {
+    this.record('lgetxattr', [path, name]);
+    return this.xattrs.get(`${path}\0${name}`) ?? null;
   }
 }

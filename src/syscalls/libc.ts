@@ -42,6 +42,9 @@ export class LibcSyscalls implements Syscalls {
   private readonly fnKill = this.libc.func('int kill(int pid, int sig)');
   private readonly fnUmount2 = this.libc.func('int umount2(const char *target, int flags)');
   private readonly fnClose = this.libc.func('int close(int fd)');
+  private readonly fnMknod = this.libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)');
+  private readonly fnLsetxattr = this.libc.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)');
+  private readonly fnLgetxattr = this.libc.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)');
 
   private fail(call: string): never {
     const errno = koffi.decode(this.errnoLocation(), 'int') as number;
@@ -99,5 +102,24 @@ export class LibcSyscalls implements Syscalls {
 
   close(fd: number): void {
     this.fnClose(fd);
+  }
+
+  mknod(path: string, mode: number, major: number, minor: number): void {
+    // glibc's makedev(): the 64-bit dev_t layout
+    const dev = (BigInt(major & 0xfffff000) << 32n) | (BigInt(major & 0xfff) << 8n) | (BigInt(minor & 0xffffff00) << 12n) | BigInt(minor & 0xff);
+    if (this.fnMknod(path, mode, dev) < 0) this.fail(`mknod ${path}`);
+  }
+
+  lsetxattr(path: string, name: string, value: Buffer): void {
+    if (this.fnLsetxattr(path, name, value, value.length, 0) < 0) this.fail(`lsetxattr ${name} ${path}`);
+  }
+
+  lgetxattr(path: string, name: string): Buffer | null {
+    const buf = Buffer.alloc(65536);
+    const n = Number(this.fnLgetxattr(path, name, buf, buf.length));
+    if (n >= 0) return buf.subarray(0, n);
+    const errno = koffi.decode(this.errnoLocation(), 'int') as number;
+    if (errno === osConstants.errno.ENODATA) return null;
+    return this.fail(`lgetxattr ${name} ${path}`);
   }
 }

@@ -39,6 +39,12 @@ export interface Syscalls {
   kill(pid: number, signal: number): boolean;
   umount2(target: string, flags: number): void;
   close(fd: number): void;
+  /** mknod(2); `mode` includes the file type bits (S_IFCHR...), `major`/`minor` the device. */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2): does not follow a final symlink. */
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  /** lgetxattr(2); null when the attribute is absent (ENODATA). */
+  lgetxattr(path: string, name: string): Buffer | null;
 }
 
 export class SyscallError extends Error {
@@ -52,13 +58,14 @@ export class SyscallError extends Error {
   }
 }
 
-let instance: Syscalls | undefined;
+let instance: Promise<Syscalls> | undefined;
 
-/** The production implementation, loading koffi on first use only (~6 ms). */
-export async function linuxSyscalls(): Promise<Syscalls> {
-  if (!instance) {
-    const { LibcSyscalls } = await import('./libc.js');
-    instance = new LibcSyscalls();
-  }
+/**
+ * The production implementation, loading koffi on first use only (~6 ms).
+ * The promise itself is cached: two concurrent first calls must not both
+ * construct LibcSyscalls (koffi refuses to declare the same struct twice).
+ */
+export function linuxSyscalls(): Promise<Syscalls> {
+  instance ??= import('./libc.js').then(({ LibcSyscalls }) => new LibcSyscalls());
   return instance;
 }
