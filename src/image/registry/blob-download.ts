@@ -1,0 +1,126 @@
+/**
+ * Downloading one blob into a partial file, hashing while writing. The
+ * partial file is the resumable state: a pull that was interrupted (network
+ * reset, Ctrl-C, crash) leaves it, and the next one hashes what is there and
+ * asks only for the rest (HTTP Range). The file is complete only when its
+ * size and sha256 match the descriptor; a mismatch deletes it and fails
+ * naming the digest. The caller must hold a lock on the partial file (two
+ * writers would interleave) and moves it into the store when this resolves.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rm, mkdir, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { errnoCode } from '../../lib/errors.js';
+import { openBlob } from './client.js';
+import { RegistryError, isRegistryError } from './errors.js';
+import type { Descriptor } from './manifest.js';
+import type { RegistrySession } from './session.js';
+
+export interface BlobDownload {
+  session: RegistrySession;
+  descriptor: Descriptor;
+  partialPath: string;
+  /** bytes of the blob present so far (called with the resumed offset first) */
+  onProgress?: ((bytes: number) => void) | undefined;
+  /** tries after an interruption that brought no new bytes (default 5) */
+  attempts?: number;
+  signal?: AbortSignal | undefined;
+}
+
+/** Errors of a broken connection in the middle of a body: resume from where it stopped. */
+const INTERRUPTED = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+async function hashExisting(path: string, length: number, hash: Hash): Promise<void> {
+  if (length === 0) return;
+  for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+}
+
+/** Resolves once `partialPath` holds the whole blob, verified and fsynced. */
+export async function downloadBlob(job: BlobDownload): Promise<void> {
+  const { descriptor, session, partialPath } = job;
+  await mkdir(dirname(partialPath), { recursive: true, mode: 0o700 });
+  const file = await open(partialPath, 'a+', 0o600);
+  try {
+    let hash = createHash('sha256');
+    let have = (await file.stat()).size;
+    if (have > descriptor.size) {
+      await file.truncate(0);
+      have = 0;
+    }
+    await hashExisting(partialPath, have, hash);
+    job.onProgress?.(have);
+    const maxIdleAttempts = job.attempts ?? 5;
+    let idleAttempts = 0;
+    while (have < descriptor.size) {
+      job.signal?.throwIfAborted();
+      const before = have;
+      try {
+        const { body, start } = await openBlob(session, descriptor.digest, have);
+        if (start !== have) {
+          // the registry ignored Range: everything comes again
+          await file.truncate(0);
+          hash = createHash('sha256');
+          have = 0;
+          job.onProgress?.(0);
+        }
+        have = await appendBody(body, file, hash, have, descriptor, session, job);
+      } catch (error) {
+        if (isRegistryError(error) || !INTERRUPTED.has(errnoCode(error) ?? '') || job.signal?.aborted) throw error;
+        idleAttempts = have > before ? 0 : idleAttempts + 1;
+        if (idleAttempts >= maxIdleAttempts) throw session.transport.describe(error, new URL(`https://${session.host}`));
+        session.transport.log(`download of ${descriptor.digest} interrupted at ${have}/${descriptor.size} bytes (${errnoCode(error)}); resuming`);
+        continue;
+      }
+      if (have < descriptor.size) {
+        // the body ended early without an error: resume like after a reset
+        idleAttempts = have > before ? 0 : idleAttempts + 1;
+        if (idleAttempts >= maxIdleAttempts) throw new RegistryError('server', `${session.host} keeps ending the download of ${descriptor.digest} early (${have} of ${descriptor.size} bytes)`);
+      }
+    }
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (digest !== descriptor.digest) {
+      throw new RegistryError('digest', `blob ${descriptor.digest} from ${session.host}/${session.repository} does not match its digest (the content is ${digest}); nothing of it was stored`);
+    }
+    await file.sync();
+  } catch (error) {
+    // Wrong content must not be resumed from: the next try starts clean.
+    if (isRegistryError(error, 'digest')) {
+      await file.close().catch(() => {});
+      await rm(partialPath, { force: true });
+    }
+    throw error;
+  } finally {
+    await file.close().catch(() => {});
+  }
+}
+
+async function appendBody(
+  body: AsyncIterable<unknown> & { destroy(): void },
+  file: FileHandle,
+  hash: Hash,
+  offset: number,
+  descriptor: Descriptor,
+  session: RegistrySession,
+  job: BlobDownload,
+): Promise<number> {
+  let have = offset;
+  try {
+    for await (const raw of body) {
+      const chunk = raw as Buffer;
+      if (have + chunk.length > descriptor.size) {
+        throw new RegistryError('digest', `blob ${descriptor.digest} from ${session.host}/${session.repository} is larger than the ${descriptor.size} bytes its manifest says; nothing of it was stored`);
+      }
+      hash.update(chunk);
+      let written = 0;
+      while (written < chunk.length) written += (await file.write(chunk, written, chunk.length - written)).bytesWritten;
+      have += chunk.length;
+      job.onProgress?.(have);
+      job.signal?.throwIfAborted();
+    }
+  } catch (error) {
+    body.destroy();
+    throw error;
+  }
+  return have;
+}
