@@ -1,0 +1,141 @@
+/**
+ * `nook info`: what nook is and what it will do on this machine: versions,
+ * the rootless identity and its id mappings, paths, and the storage driver,
+ * network mode and cgroup manager it picks, each with the reason.
+ */
+import { readFile } from 'node:fs/promises';
+import { arch } from 'node:os';
+import type { NookPaths } from '../lib/paths.js';
+import type { IdMapEntry } from '../runtime/plan.js';
+import { decideCgroupManager, type CgroupManagerChoice } from './cgroup-manager.js';
+import { executorPath, packageRoot } from './executor-location.js';
+import { HostFacts } from './facts.js';
+import { helperUsable } from './idmap-helpers.js';
+import { decideNetworkMode, type NetworkModeChoice } from './network-mode.js';
+import { decideStorageDriver, type StorageDriverChoice } from './storage-driver.js';
+import type { SubidRange } from './subids.js';
+import { realHostView, type HostView } from './view.js';
+
+export interface ToolInfo {
+  path: string | null;
+  /** first version-looking line of `--version`, or the owning package's version; null when unknown */
+  version: string | null;
+}
+
+export interface HostInfo {
+  nook: { version: string; executor: string };
+  node: { version: string };
+  host: { kernel: string; distribution: string; arch: string };
+  rootless: {
+    uid: number;
+    gid: number;
+    user: string;
+    uidMap: IdMapEntry[];
+    gidMap: IdMapEntry[];
+    /** why the maps are what they are (single mapping without subids or helpers) */
+    mapping: string;
+  };
+  paths: { root: string; runRoot: string };
+  storage: StorageDriverChoice;
+  network: NetworkModeChoice;
+  cgroups: CgroupManagerChoice;
+  tools: Record<'newuidmap' | 'newgidmap' | 'slirp4netns' | 'fuse-overlayfs' | 'unshare', ToolInfo>;
+}
+
+async function nookVersion(): Promise<string> {
+  try {
+    const pkg = JSON.parse(await readFile(`${packageRoot()}/package.json`, 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** "slirp4netns version 1.2.0" -> "1.2.0"; "fuse-overlayfs: version 1.10" -> "1.10" */
+export function versionFrom(output: string): string | null {
+  for (const line of output.split('\n')) {
+    const match = /\bversion:?\s+v?(\d+(?:\.\d+)+\S*)/i.exec(line) ?? /\b(\d+\.\d+(?:\.\d+)*)\b/.exec(line);
+    if (match && !/^usage/i.test(line.trim())) return match[1]!;
+  }
+  return null;
+}
+
+/** shadow's newuidmap has no --version: ask the package manager which package owns it. */
+async function packageVersion(view: HostView, path: string): Promise<string | null> {
+  const dpkg = await view.which('dpkg-query');
+  if (dpkg) {
+    const owner = await view.run(dpkg, ['-S', path], { timeoutMs: 2000 });
+    const pkg = /^([^:\s]+)(?::\S+)?:\s/.exec(owner.stdout)?.[1];
+    if (!pkg) return null;
+    const version = await view.run(dpkg, ['-W', '-f=${Version}', pkg], { timeoutMs: 2000 });
+    return version.exitCode === 0 && version.stdout.trim() ? `${pkg} ${version.stdout.trim()}` : null;
+  }
+  const rpm = await view.which('rpm');
+  if (rpm) {
+    const result = await view.run(rpm, ['-qf', '--qf', '%{NAME} %{VERSION}-%{RELEASE}', path], { timeoutMs: 2000 });
+    return result.exitCode === 0 ? result.stdout.trim() || null : null;
+  }
+  return null;
+}
+
+async function toolInfo(view: HostView, name: string): Promise<ToolInfo> {
+  const path = await view.which(name);
+  if (!path) return { path: null, version: null };
+  const result = await view.run(path, ['--version'], { timeoutMs: 2000 });
+  const version = versionFrom(`${result.stdout}\n${result.stderr}`) ?? (await packageVersion(view, path));
+  return { path, version };
+}
+
+/** The maps nook writes: root inside is the user; 1.. are the subordinate ranges, in order. */
+export function rootlessMaps(id: number, ranges: SubidRange[]): IdMapEntry[] {
+  const map: IdMapEntry[] = [{ inside: 0, outside: id, count: 1 }];
+  let inside = 1;
+  for (const range of ranges) {
+    map.push({ inside, outside: range.start, count: range.count });
+    inside += range.count;
+  }
+  return map;
+}
+
+export async function gatherInfo(paths: NookPaths, options: { view?: HostView } = {}): Promise<HostInfo> {
+  const view = options.view ?? realHostView();
+  const facts = new HostFacts(view, paths, { executorPath: executorPath(view.env) });
+  const toolNames = ['newuidmap', 'newgidmap', 'slirp4netns', 'fuse-overlayfs', 'unshare'] as const;
+  const [version, distribution, subids, uidHelper, gidHelper, storage, network, cgroups, tools] = await Promise.all([
+    nookVersion(),
+    facts.distribution(),
+    facts.subids(),
+    facts.idMapHelper('newuidmap'),
+    facts.idMapHelper('newgidmap'),
+    facts.storage(),
+    facts.network(),
+    facts.cgroups(),
+    Promise.all(toolNames.map((name) => toolInfo(view, name))),
+  ]);
+
+  const multi = subids.uids.ranges.length > 0 && subids.gids.ranges.length > 0 && helperUsable(uidHelper) && helperUsable(gidHelper);
+  const mapping = multi
+    ? `subordinate ids from ${subids.uids.origin} and ${subids.gids.origin}, written by newuidmap/newgidmap`
+    : subids.uids.ranges.length === 0 || subids.gids.ranges.length === 0
+      ? `single mapping: no subordinate ids for ${facts.user} (see nook doctor)`
+      : 'single mapping: newuidmap/newgidmap are missing or not privileged (see nook doctor)';
+
+  return {
+    nook: { version, executor: facts.options.executorPath },
+    node: { version: process.version },
+    host: { kernel: view.kernelRelease, distribution: distribution.prettyName, arch: arch() },
+    rootless: {
+      uid: view.uid,
+      gid: view.gid,
+      user: facts.user,
+      uidMap: rootlessMaps(view.uid, multi ? subids.uids.ranges : []),
+      gidMap: rootlessMaps(view.gid, multi ? subids.gids.ranges : []),
+      mapping,
+    },
+    paths: { root: paths.root, runRoot: paths.runRoot },
+    storage: decideStorageDriver(storage),
+    network: decideNetworkMode(network),
+    cgroups: decideCgroupManager(cgroups),
+    tools: Object.fromEntries(toolNames.map((name, i) => [name, tools[i]!])) as HostInfo['tools'],
+  };
+}
