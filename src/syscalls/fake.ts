@@ -61,6 +61,10 @@ export class RecordingSyscalls implements Syscalls {
   close(fd: number): void {
     this.record('close', [fd]);
   }
+  pipe(): [number, number] {
+    this.record('pipe', []);
+    return [this.nextFd++, this.nextFd++];
+  }
   mknod(path: string, mode: number, major: number, minor: number): void {
     this.record('mknod', [path, mode, major, minor]);
   }

@@ -13,6 +13,7 @@ const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
+const O_CLOEXEC = 0o2000000;
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
 
@@ -42,6 +43,7 @@ export class LibcSyscalls implements Syscalls {
   private readonly fnKill = this.libc.func('int kill(int pid, int sig)');
   private readonly fnUmount2 = this.libc.func('int umount2(const char *target, int flags)');
   private readonly fnClose = this.libc.func('int close(int fd)');
+  private readonly fnPipe2 = this.libc.func('int pipe2(_Out_ int *fds, int flags)');
   private readonly fnMknod = this.libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)');
   private readonly fnLsetxattr = this.libc.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)');
   private readonly fnLgetxattr = this.libc.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)');
@@ -102,6 +104,12 @@ export class LibcSyscalls implements Syscalls {
 
   close(fd: number): void {
     this.fnClose(fd);
+  }
+
+  pipe(): [number, number] {
+    const fds = [0, 0];
+    if (this.fnPipe2(fds, O_CLOEXEC) < 0) this.fail('pipe2');
+    return [fds[0]!, fds[1]!];
   }
 
   mknod(path: string, mode: number, major: number, minor: number): void {
