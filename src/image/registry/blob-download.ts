@@ -64,7 +64,13 @@ export async function downloadBlob(job: BlobDownload): Promise<void> {
           have = 0;
           job.onProgress?.(0);
         }
-        have = await appendBody(body, file, hash, have, descriptor, session, job);
+        const state = { have };
+        try {
+          await appendBody(body, file, hash, state, descriptor, session, job);
+        } finally {
+          // what was written stays written, even when the connection broke
+          have = state.have;
+        }
       } catch (error) {
         if (isRegistryError(error) || !INTERRUPTED.has(errnoCode(error) ?? '') || job.signal?.aborted) throw error;
         idleAttempts = have > before ? 0 : idleAttempts + 1;
@@ -99,28 +105,26 @@ async function appendBody(
   body: AsyncIterable<unknown> & { destroy(): void },
   file: FileHandle,
   hash: Hash,
-  offset: number,
+  state: { have: number },
   descriptor: Descriptor,
   session: RegistrySession,
   job: BlobDownload,
-): Promise<number> {
-  let have = offset;
+): Promise<void> {
   try {
     for await (const raw of body) {
       const chunk = raw as Buffer;
-      if (have + chunk.length > descriptor.size) {
+      if (state.have + chunk.length > descriptor.size) {
         throw new RegistryError('digest', `blob ${descriptor.digest} from ${session.host}/${session.repository} is larger than the ${descriptor.size} bytes its manifest says; nothing of it was stored`);
       }
       hash.update(chunk);
       let written = 0;
       while (written < chunk.length) written += (await file.write(chunk, written, chunk.length - written)).bytesWritten;
-      have += chunk.length;
-      job.onProgress?.(have);
+      state.have += chunk.length;
+      job.onProgress?.(state.have);
       job.signal?.throwIfAborted();
     }
   } catch (error) {
     body.destroy();
     throw error;
   }
-  return have;
 }

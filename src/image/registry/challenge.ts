@@ -65,7 +65,10 @@ function parseOne(text: string): Challenge[] {
         }
         pos++; // closing quote
       } else {
-        value = token();
+        // lenient: servers send unquoted URLs, which are not RFC tokens
+        const match = /^[^\s,]*/.exec(text.slice(pos))!;
+        value = match[0];
+        pos += value.length;
       }
       challenge.params[name.toLowerCase()] = value;
       skipSpaces();

@@ -34,7 +34,8 @@ export interface RegistryConfig {
 }
 
 export interface RegistriesConfig {
-  unqualifiedSearchRegistries: string[];
+  /** undefined when no file sets it (then docker.io, see searchRegistries) */
+  unqualifiedSearchRegistries: string[] | undefined;
   registries: RegistryConfig[];
   /** short name -> fully qualified name ([aliases]) */
   aliases: Record<string, string>;
@@ -55,7 +56,7 @@ export interface PullSource {
 }
 
 export function emptyRegistriesConfig(): RegistriesConfig {
-  return { unqualifiedSearchRegistries: [], registries: [], aliases: {}, sources: [] };
+  return { unqualifiedSearchRegistries: undefined, registries: [], aliases: {}, sources: [] };
 }
 
 export function registriesConfFiles(env: NodeJS.ProcessEnv = process.env): { main: string[]; dropInDirs: string[] } {
@@ -108,17 +109,17 @@ function readOptional(path: string): string | undefined {
  * A drop-in replaces the search list when it sets one, replaces registries
  * with the same prefix, adds the others, and adds or replaces aliases.
  */
-export function mergeRegistriesConfig(base: RegistriesConfig, over: RegistriesConfig & { searchSet?: boolean }): RegistriesConfig {
+export function mergeRegistriesConfig(base: RegistriesConfig, over: RegistriesConfig): RegistriesConfig {
   const registries = base.registries.filter((r) => !over.registries.some((o) => o.prefix === r.prefix));
   return {
-    unqualifiedSearchRegistries: over.searchSet ? over.unqualifiedSearchRegistries : base.unqualifiedSearchRegistries,
+    unqualifiedSearchRegistries: over.unqualifiedSearchRegistries ?? base.unqualifiedSearchRegistries,
     registries: [...registries, ...over.registries],
     aliases: { ...base.aliases, ...over.aliases },
     sources: [...base.sources, ...over.sources],
   };
 }
 
-export function parseRegistriesConf(text: string, source = 'registries.conf'): RegistriesConfig & { searchSet: boolean } {
+export function parseRegistriesConf(text: string, source = 'registries.conf'): RegistriesConfig {
   let doc: TomlTable;
   try {
     doc = parseToml(text);
@@ -181,12 +182,22 @@ export function parseRegistriesConf(text: string, source = 'registries.conf'): R
   }
 
   return {
-    unqualifiedSearchRegistries: stringList(doc['unqualified-search-registries'], 'unqualified-search-registries').map(stripScheme),
-    searchSet: 'unqualified-search-registries' in doc,
+    unqualifiedSearchRegistries:
+      'unqualified-search-registries' in doc ? stringList(doc['unqualified-search-registries'], 'unqualified-search-registries').map(stripScheme) : undefined,
     registries,
     aliases,
     sources: [source],
   };
+}
+
+/**
+ * Where short names are looked for: $NOOK_UNQUALIFIED_SEARCH_REGISTRIES
+ * (comma-separated) when set, else the configuration's list, else docker.io.
+ */
+export function searchRegistries(config: RegistriesConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  const override = env.NOOK_UNQUALIFIED_SEARCH_REGISTRIES;
+  if (override !== undefined) return override.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  return config.unqualifiedSearchRegistries ?? ['docker.io'];
 }
 
 /** Some files write "https://host"; podman tolerates that, so do we. */

@@ -47,6 +47,7 @@ class Parser {
         current = arrayOfTables ? this.appendTable(root, path) : this.openTable(root, path);
         continue;
       }
+      const startLine = this.line;
       const path = this.parseKeyPath();
       this.skipBlank(false);
       this.expect('=');
@@ -55,7 +56,7 @@ class Parser {
       this.endOfLine();
       const last = path[path.length - 1]!;
       const table = this.descend(current, path.slice(0, -1));
-      if (last in table) throw this.error(`duplicate key "${path.join('.')}"`);
+      if (last in table) throw new TomlError(`duplicate key "${path.join('.')}"`, startLine);
       table[last] = value;
     }
   }

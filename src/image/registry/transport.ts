@@ -128,24 +128,25 @@ export class Transport {
         response = await this.sendOnce(method, url, headers);
       } catch (error) {
         const code = errnoCode(error);
-        // An insecure registry may speak plain HTTP: try that once, and remember it.
-        if (url.protocol === 'https:' && registryHost && this.insecure(registryHost) && (isTlsError(error) || code === 'ECONNRESET')) {
+        const fallback = url.protocol === 'https:' && registryHost !== undefined && this.insecure(registryHost) && (isTlsError(error) || code === 'ECONNRESET');
+        if (fallback) {
+          // An insecure registry may speak plain HTTP: try that, and remember it.
           this.log(`${url.host} does not answer TLS (${code}); trying plain HTTP since it is insecure`);
           const plain = new URL(url);
           plain.protocol = 'http:';
           try {
-            const answer = await this.sendOnce(method, plain, headers);
-            this.plainHttp.add(registryHost);
-            return answer;
+            response = await this.sendOnce(method, plain, headers);
           } catch {
             throw this.describe(error, url);
           }
-        }
-        if (code !== undefined && TRANSIENT.has(code) && attempt < this.attempts) {
+          this.plainHttp.add(registryHost);
+          url = plain;
+        } else if (code !== undefined && TRANSIENT.has(code) && attempt < this.attempts) {
           await this.backoff(attempt, `${method} ${url.host}${url.pathname}: ${code}`);
           continue;
+        } else {
+          throw this.describe(error, url);
         }
-        throw this.describe(error, url);
       }
       const status = response.statusCode ?? 0;
       if ((status >= 500 || status === 429) && attempt < this.attempts) {
@@ -202,9 +203,12 @@ export class Transport {
     const code = errnoCode(error);
     const host = registryHostForCerts(url.host);
     if (isTlsError(error)) {
-      const what = (code && TLS_CODES[code]) ?? (error instanceof Error ? error.message : String(error));
+      const message = error instanceof Error ? error.message : String(error);
+      // OpenSSL reports a plain-HTTP answer to a ClientHello as EPROTO "wrong version number"
+      const plainHttp = code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number|packet length too long/.test(message);
+      const what = plainHttp ? TLS_CODES.ERR_SSL_WRONG_VERSION_NUMBER : ((code && TLS_CODES[code]) ?? message);
       const fix =
-        code === 'ERR_SSL_WRONG_VERSION_NUMBER'
+        plainHttp
           ? `if ${host} serves plain HTTP, mark it insecure in registries.conf or use --tls-verify=false`
           : `put its CA certificate in ${userCertsDir(host, this.options.env)}/ca.crt (or use --cert-dir), or use --tls-verify=false`;
       return new RegistryError('tls', `TLS failure talking to ${host}: ${what}; ${fix}`, { cause: error });
