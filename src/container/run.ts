@@ -1,0 +1,76 @@
+/**
+ * `nook run`: create, start, and (unless detached) stay with the container
+ * until it exits, then record the exit and honour --rm.
+ */
+import type { NookPaths } from '../lib/paths.js';
+import { createContainer } from './create.js';
+import { removeContainer } from './lifecycle.js';
+import type { ContainerOptions } from './options.js';
+import { startContainer } from './start.js';
+import { ContainerStore, type ContainerRecord } from './store.js';
+import { attachTerminal } from './terminal.js';
+
+export interface RunReport {
+  record: ContainerRecord;
+  /** For attached runs: the container's exit code (128+N for signal N). */
+  exitCode?: number;
+  warnings: string[];
+}
+
+export interface RunHooks {
+  trace?: (line: string) => void;
+  warn?: (line: string) => void;
+}
+
+export async function runContainer(options: ContainerOptions, paths: NookPaths, hooks: RunHooks = {}): Promise<RunReport> {
+  const store = new ContainerStore(paths);
+  const { record } = await createContainer(options, { paths, store });
+  if (record.idMappingWarning) hooks.warn?.(record.idMappingWarning);
+  return attachAndStart(record, paths, store, { tty: options.tty, interactive: options.interactive, detach: options.detach }, hooks);
+}
+
+export async function attachAndStart(
+  record: ContainerRecord,
+  paths: NookPaths,
+  store: ContainerStore,
+  how: { tty: boolean; interactive: boolean; detach: boolean },
+  hooks: RunHooks = {},
+): Promise<RunReport> {
+  const terminal = !how.detach && how.tty ? await attachTerminal({ interactive: how.interactive }) : null;
+  let started;
+  try {
+    started = await startContainer(record, paths, store, {
+      attach: !how.detach,
+      trace: hooks.trace !== undefined,
+      ...(hooks.trace ? { onTrace: hooks.trace } : {}),
+      ...(terminal ? { terminalFd: terminal.containerFd } : {}),
+      stdinClosed: !how.interactive && !how.tty,
+    });
+  } catch (error) {
+    terminal?.restore();
+    if (record.autoRemove) await removeContainer(store, record, { force: true }).catch(() => {});
+    throw error;
+  }
+  if (how.detach) return { record: started.record, warnings: [] };
+
+  terminal?.containerStarted();
+  const forward = (signal: NodeJS.Signals) => started.executor.signal(signal);
+  const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+  // With a terminal the pty delivers ^C itself; without one, Node gets the signal and passes it on.
+  for (const signal of forwarded) process.on(signal, forward);
+  let exit;
+  try {
+    exit = await started.executor.exited;
+  } finally {
+    for (const signal of forwarded) process.off(signal, forward);
+    await terminal?.finish();
+  }
+  const exitCode = exit.signal ? 128 + exit.signal : exit.code;
+  const finished: ContainerRecord = { ...started.record, status: 'exited', exitCode, finishedAt: new Date().toISOString() };
+  if (record.autoRemove) {
+    await removeContainer(store, finished, { force: true });
+  } else {
+    store.save(finished);
+  }
+  return { record: finished, exitCode, warnings: [] };
+}

@@ -1,0 +1,133 @@
+/**
+ * Starting a created container: its config.json becomes an executor plan,
+ * the executor builds the container, the network is attached while the
+ * container's process is held before execve, and the record follows.
+ */
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { NookError } from '../lib/errors.js';
+import type { NookPaths } from '../lib/paths.js';
+import { storageDriver } from '../rootfs/driver.js';
+import type { MonitorPlan } from '../runtime/plan.js';
+import type { OciSpec } from '../runtime/spec.js';
+import { specToPlan } from '../runtime/spec-to-plan.js';
+import { startExecutor, type ExecutorHandle } from '../runtime/executor.js';
+import { toCapabilitySets } from '../security/capabilities.js';
+import { processStartTime, type ContainerRecord, type ContainerStore } from './store.js';
+
+export interface StartOptions {
+  /** Stay attached: stdio inherited (or a pty), wait for the exit. */
+  attach: boolean;
+  trace: boolean;
+  onTrace?: (line: string) => void;
+  /** For -t: the pty's terminal side, given to the container as stdin/stdout/stderr. */
+  terminalFd?: number;
+  /** Foreground without -i: the container's stdin is /dev/null. */
+  stdinClosed?: boolean;
+}
+
+export interface StartedContainer {
+  record: ContainerRecord;
+  executor: ExecutorHandle;
+}
+
+export function readSpec(store: ContainerStore, id: string): OciSpec {
+  return JSON.parse(readFileSync(join(store.dataDir(id), 'config.json'), 'utf8')) as OciSpec;
+}
+
+export async function startContainer(record: ContainerRecord, paths: NookPaths, store: ContainerStore, options: StartOptions): Promise<StartedContainer> {
+  if (record.status === 'running') throw new NookError(`container ${record.name} is already running`);
+  const spec = readSpec(store, record.id);
+  const dataDir = store.dataDir(record.id);
+  const stateDir = store.stateDir(record.id);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+
+  const [{ prepareNetwork }, seccompFilter, idHelpers] = await Promise.all([
+    import('./network-setup.js'),
+    compileSpecSeccomp(spec),
+    import('./idmap-setup.js').then((m) => m.idMapHelpers(spec)),
+  ]);
+  const network = await prepareNetwork(record, store);
+
+  const driver = storageDriver(record.storageDriver);
+  const rootfsOps = driver.mountOps(
+    { lowerDirs: record.lowerDirs, upperDir: join(dataDir, 'upper'), workDir: join(dataDir, 'work'), mergedDir: join(dataDir, 'merged') },
+    {},
+  );
+
+  const monitor: MonitorPlan = options.attach
+    ? { mode: 'foreground', dieWithParent: true }
+    : {
+        mode: 'detached',
+        logPath: join(dataDir, 'ctr.log'),
+        exitFile: store.exitFile(record.id),
+        pidFile: join(stateDir, 'pid'),
+        onExit: [process.execPath, cliPath(), '--root', paths.root, '--runroot', paths.runRoot, 'container', 'cleanup', record.id],
+        dieWithParent: false,
+      };
+
+  const plan = specToPlan(spec, {
+    rootfsOps,
+    uidHelper: idHelpers.uidHelper,
+    gidHelper: idHelpers.gidHelper,
+    capabilities: spec.process?.capabilities ? toCapabilitySets(spec.process.capabilities) : null,
+    seccompFilter,
+    monitor,
+    trace: options.trace,
+    isDirectory: (path) => {
+      try {
+        return statSync(path).isDirectory();
+      } catch {
+        return false;
+      }
+    },
+  });
+  if (network.joinUserNamespace) plan.user = { mode: 'join', path: network.joinUserNamespace };
+  plan.hold = network.needsAttach;
+
+  const executor = startExecutor(plan, {
+    detached: !options.attach,
+    ...(options.terminalFd !== undefined ? { terminalFd: options.terminalFd } : {}),
+    stdinClosed: options.stdinClosed ?? false,
+    ...(options.onTrace ? { onTrace: options.onTrace } : {}),
+    ...(network.lifelineFd !== undefined ? { keepFds: [network.lifelineFd] } : {}),
+  });
+
+  try {
+    let networkState: unknown;
+    if (plan.hold) {
+      const created = await executor.created;
+      networkState = await network.attach(created.pid);
+      executor.release();
+    }
+    const started = await executor.started;
+    const running: ContainerRecord = {
+      ...record,
+      status: 'running',
+      pid: started.pid,
+      monitorPid: started.monitorPid,
+      ...(processStartTime(started.monitorPid) ? { monitorStartTime: processStartTime(started.monitorPid)! } : {}),
+      startedAt: new Date().toISOString(),
+      network: { ...record.network, ...(networkState ? { state: networkState } : {}) },
+    };
+    delete running.exitCode;
+    delete running.finishedAt;
+    store.save(running);
+    return { record: running, executor };
+  } catch (error) {
+    executor.kill();
+    await network.release();
+    throw error;
+  }
+}
+
+async function compileSpecSeccomp(spec: OciSpec): Promise<string | null> {
+  const seccomp = spec.linux?.seccomp;
+  if (!seccomp) return null;
+  const [{ compileSeccomp }, { parseLinuxSeccomp }] = await Promise.all([import('../security/seccomp/compiler.js'), import('../security/seccomp/oci.js')]);
+  return compileSeccomp(parseLinuxSeccomp(seccomp)).hex;
+}
+
+export function cliPath(): string {
+  return new URL('../cli/main.js', import.meta.url).pathname;
+}
