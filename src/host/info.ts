@@ -51,11 +51,16 @@ async function nookVersion(): Promise<string> {
   }
 }
 
-/** "slirp4netns version 1.2.0" -> "1.2.0"; "fuse-overlayfs: version 1.10" -> "1.10" */
-export function versionFrom(output: string): string | null {
-  for (const line of output.split('\n')) {
+/**
+ * "slirp4netns version 1.2.0" -> "1.2.0"; "fuse-overlayfs: version 1.10" -> "1.10". Lines naming the
+ * tool come first: fuse-overlayfs prints fusermount3's version before its own.
+ */
+export function versionFrom(output: string, name: string): string | null {
+  const lines = output.split('\n').filter((l) => l.trim() && !/^usage/i.test(l.trim()));
+  const ordered = [...lines.filter((l) => l.includes(name)), ...lines.filter((l) => !l.includes(name))];
+  for (const line of ordered) {
     const match = /\bversion:?\s+v?(\d+(?:\.\d+)+\S*)/i.exec(line) ?? /\b(\d+\.\d+(?:\.\d+)*)\b/.exec(line);
-    if (match && !/^usage/i.test(line.trim())) return match[1]!;
+    if (match) return match[1]!;
   }
   return null;
 }
@@ -82,7 +87,7 @@ async function toolInfo(view: HostView, name: string): Promise<ToolInfo> {
   const path = await view.which(name);
   if (!path) return { path: null, version: null };
   const result = await view.run(path, ['--version'], { timeoutMs: 2000 });
-  const version = versionFrom(`${result.stdout}\n${result.stderr}`) ?? (await packageVersion(view, path));
+  const version = versionFrom(`${result.stdout}\n${result.stderr}`, name) ?? (await packageVersion(view, path));
   return { path, version };
 }
 
