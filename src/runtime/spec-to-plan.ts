@@ -157,6 +157,7 @@ export function specToPlan(spec: OciSpec, context: PlanContext): ExecutorPlan {
       rlimits,
       oomScoreAdj: process.oomScoreAdj ?? null,
       searchPath: !process.args[0]!.includes('/'),
+      terminal: process.terminal ?? false,
     },
     monitor: context.monitor,
   };

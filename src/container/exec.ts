@@ -1,0 +1,108 @@
+/**
+ * `nook exec`: a new process in a running container. The executor joins
+ * every namespace of the container's PID 1 (user first), then applies the same
+ * capabilities, no_new_privs and seccomp filter the container has.
+ */
+import { readFileSync } from 'node:fs';
+import { NookError } from '../lib/errors.js';
+import type { NamespacePlan, ExecutorPlan } from '../runtime/plan.js';
+import { startExecutor } from '../runtime/executor.js';
+import { rlimitNumber } from '../runtime/spec-to-plan.js';
+import { toCapabilitySets, resolveCapabilities } from '../security/capabilities.js';
+import { mergeEnv } from './spec-builder.js';
+import { readSpec } from './start.js';
+import type { ContainerStore, ContainerRecord } from './store.js';
+import { resolveUser } from './users.js';
+
+export interface ExecOptions {
+  command: string[];
+  env: string[];
+  workdir?: string;
+  user?: string;
+  tty: boolean;
+  interactive: boolean;
+  privileged: boolean;
+  trace?: (line: string) => void;
+}
+
+const NS_FILES: Record<string, NamespacePlan['type']> = { mount: 'mnt', uts: 'uts', ipc: 'ipc', network: 'net', cgroup: 'cgroup', pid: 'pid' };
+
+export async function execInContainer(store: ContainerStore, record: ContainerRecord, options: ExecOptions): Promise<number> {
+  const live = store.refreshStatus(record);
+  if (live.status !== 'running' || !live.pid) throw new NookError(`container ${record.name} is not running`);
+  if (options.command.length === 0) throw new NookError('exec needs a command to run');
+  const spec = readSpec(store, live.id);
+  const pid = live.pid;
+  const process_ = spec.process!;
+
+  const readFile = (path: string): string | null => {
+    try {
+      return readFileSync(`/proc/${pid}/root${path}`, 'utf8');
+    } catch {
+      return null;
+    }
+  };
+  const user = options.user !== undefined ? resolveUser(options.user, readFile) : { uid: process_.user.uid, gid: process_.user.gid, additionalGids: process_.user.additionalGids ?? [], home: undefined };
+  const capabilities = options.user !== undefined || options.privileged
+    ? resolveCapabilities({ privileged: options.privileged, user: user.uid, add: [], drop: [] })
+    : process_.capabilities;
+  // Only what the container has: a container with the host's network has no net namespace of its own.
+  const namespaces: NamespacePlan[] = (spec.linux?.namespaces ?? [])
+    .filter((ns) => ns.type !== 'user' && NS_FILES[ns.type])
+    .map((ns) => ({ type: NS_FILES[ns.type]!, path: `/proc/${pid}/ns/${NS_FILES[ns.type]}` }));
+  let seccompFilter: string | null = null;
+  if (spec.linux?.seccomp && !options.privileged) {
+    const [{ compileSeccomp }, { parseLinuxSeccomp }] = await Promise.all([import('../security/seccomp/compiler.js'), import('../security/seccomp/oci.js')]);
+    seccompFilter = compileSeccomp(parseLinuxSeccomp(spec.linux.seccomp)).hex;
+  }
+
+  const plan: ExecutorPlan = {
+    trace: options.trace !== undefined,
+    user: { mode: 'join', path: `/proc/${pid}/ns/user` },
+    namespaces,
+    outerOps: [],
+    innerOps: [],
+    process: {
+      args: options.command,
+      env: mergeEnv(process_.env ?? [], options.tty ? ['TERM=xterm'] : [], options.env),
+      cwd: options.workdir ?? process_.cwd,
+      uid: user.uid,
+      gid: user.gid,
+      additionalGids: user.additionalGids,
+      capabilities: capabilities ? toCapabilitySets(capabilities) : null,
+      noNewPrivileges: process_.noNewPrivileges ?? true,
+      seccompFilter,
+      rlimits: (process_.rlimits ?? []).map((r) => ({ resource: rlimitNumber(r.type), soft: r.soft, hard: r.hard })),
+      oomScoreAdj: null,
+      searchPath: !options.command[0]!.includes('/'),
+      terminal: options.tty,
+    },
+    monitor: { mode: 'foreground', dieWithParent: true },
+  };
+
+  const { attachTerminal } = await import('./terminal.js');
+  const terminal = options.tty ? await attachTerminal({ interactive: options.interactive }) : null;
+  const executor = startExecutor(plan, {
+    detached: false,
+    ...(terminal ? { terminalFd: terminal.containerFd } : {}),
+    stdinClosed: !options.interactive && !options.tty,
+    ...(options.trace ? { onTrace: options.trace } : {}),
+  });
+  try {
+    await executor.started;
+  } catch (error) {
+    terminal?.restore();
+    throw error;
+  }
+  terminal?.containerStarted();
+  const forward = (signal: NodeJS.Signals) => executor.signal(signal);
+  const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  for (const signal of forwarded) process.on(signal, forward);
+  try {
+    const exit = await executor.exited;
+    return exit.signal ? 128 + exit.signal : exit.code;
+  } finally {
+    for (const signal of forwarded) process.off(signal, forward);
+    await terminal?.finish();
+  }
+}
