@@ -1,0 +1,2206 @@
+/*
+ * nook-exec: nook's single-threaded executor.
+ *
+ * A Node.js process always runs several threads, and the kernel refuses
+ * unshare(CLONE_NEWUSER) and setns() into a user namespace to a multi-threaded
+ * process. So TypeScript decides everything (src/runtime/plan.ts, the
+ * ExecutorPlan) and this small program carries the plan out, step by step,
+ * reporting on a status pipe. It makes no decision of its own.
+ *
+ * Interface (see src/runtime/plan-encoding.ts for the writer side):
+ *   fd 4  the plan: "<length>\n", then <length> bytes of NUL-terminated tokens
+ *         (strings, decimal numbers, counts before every list), starting with
+ *         the magic token "nook-plan/1" and ending with "end". No JSON parser
+ *         in C. With plan.hold, fd 4 then stays open as the control fd: the
+ *         container process, ready, waits for one byte on it before execve
+ *         (EOF: give up).
+ *   fd 3  status: one JSON object per line (ExecutorStatus in plan.ts):
+ *         {"type":"step",...} (trace only), {"type":"created",...} (hold only),
+ *         {"type":"started",...},
+ *         {"type":"error",...}, {"type":"exited",...} (foreground only).
+ *   `nook-exec --decode` reads a plan on stdin and prints it back as JSON
+ *   (used by the unit tests of the encoder).
+ *
+ * Processes:
+ *
+ *   monitor (this process; never enters a namespace, keeps the host's root)
+ *   |   writes the id maps of the setup process (newuidmap/newgidmap, or
+ *   |   /proc/PID/uid_map directly), forwards signals to the container,
+ *   |   writes logs / pid file / exit file, runs onExit, reports the exit.
+ *   `-- setup process (forked first)
+ *       |   joins the cgroup, creates/joins the user namespace, then the other
+ *       |   namespaces (the pid namespace last, right before the fork, so that
+ *       |   mount daemons started by outerOps stay outside it), runs outerOps.
+ *       |   Stays alive as the container's parent: reaps it, reports its
+ *       |   status to the monitor, stops the mount daemons.
+ *       |-- mount daemons (spawn-mount: fuse-overlayfs -f), PR_SET_PDEATHSIG
+ *       `-- container process (PID 1 in a new pid namespace)
+ *             gets its own copy of the mount namespace when the plan creates
+ *             one (so pivot_root moves only the container's view, not the
+ *             daemons'), runs innerOps, applies the process settings, execve.
+ *
+ * The monitor stays outside every namespace because onExit (e.g. `nook
+ * container cleanup ID`) must run as the user on the host, with the host's
+ * root and mount table, exactly as podman's conmon does.
+ *
+ * Every process dies with its parent (PR_SET_PDEATHSIG SIGKILL, re-armed after
+ * credential changes, which clear it), so a failure or a killed monitor never
+ * leaves anything behind.
+ *
+ * Errors: every failing step reports {"type":"error","step":...,"errno":...}
+ * and the process exits with the error's exit code (125, or 126/127 for
+ * execve), after killing the children it started.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+
+#define PLAN_MAGIC "nook-plan/1"
+#define STATUS_FD 3
+#define PLAN_FD 4
+#define PLAN_MAX_BYTES (64u << 20)
+#define EXIT_INTERNAL 125
+#define EXIT_CANNOT_INVOKE 126
+#define EXIT_NOT_FOUND 127
+/* A status line is written with one write(2): below PIPE_BUF it is atomic,
+ * so lines of the three processes sharing the fd never interleave. */
+#define LINE_MAX_LEN 4000
+#define SPAWN_MOUNT_TIMEOUT_MS 10000
+#define DAEMON_STOP_TIMEOUT_MS 2000
+#define MAX_DAEMONS 16
+
+/* ------------------------------------------------------------------------ */
+/* The plan, decoded                                                         */
+/* ------------------------------------------------------------------------ */
+
+struct strv {
+    size_t n;
+    char **v; /* NULL-terminated, for execve */
+};
+
+struct idmap_entry {
+    unsigned long inside, outside, count;
+};
+
+enum ensure { ENSURE_NONE, ENSURE_DIR, ENSURE_FILE };
+
+enum op_kind {
+    OP_SET_ROOT,
+    OP_MOUNT,
+    OP_MKDIR,
+    OP_SYMLINK,
+    OP_WRITE_FILE,
+    OP_SPAWN_MOUNT,
+    OP_CHDIR,
+    OP_PIVOT_ROOT,
+    OP_UMOUNT,
+    OP_SETHOSTNAME,
+    OP_MASK,
+    OP_READONLY,
+};
+
+static const char *const op_names[] = {
+    "set-root", "mount", "mkdir", "symlink", "write-file", "spawn-mount",
+    "chdir", "pivot-root", "umount", "sethostname", "mask", "readonly",
+};
+
+struct op {
+    enum op_kind kind;
+    const char *path;    /* set-root, mkdir, symlink (the link), write-file, chdir, pivot-root, mask, readonly */
+    const char *source;  /* mount */
+    const char *target;  /* mount, symlink (what it points to), spawn-mount, umount */
+    const char *fstype;  /* mount */
+    const char *data;    /* mount data; write-file content; sethostname name */
+    unsigned long flags; /* mount, umount */
+    unsigned mode;       /* mkdir */
+    bool in_root, keep_locked, optional;
+    enum ensure ensure;
+    struct strv args; /* spawn-mount */
+};
+
+struct ns_entry {
+    const char *name; /* "mnt", "pid", ... as in plan.ts */
+    int flag;         /* CLONE_NEW* */
+    const char *path; /* NULL: create a new one */
+    int fd;           /* opened before any setns */
+};
+
+struct rlimit_entry {
+    int resource;
+    unsigned long long soft, hard;
+};
+
+struct caps {
+    unsigned long long bounding, effective, permitted, inheritable, ambient;
+};
+
+enum user_mode { USER_NONE, USER_JOIN, USER_NEW };
+enum monitor_mode { MONITOR_FOREGROUND, MONITOR_DETACHED };
+
+struct plan {
+    bool trace;
+    bool hold;
+    enum user_mode user_mode;
+    const char *user_path;
+    size_t n_uid_map, n_gid_map;
+    struct idmap_entry *uid_map, *gid_map;
+    const char *uid_helper, *gid_helper; /* NULL: write the map directly */
+    bool setgroups_deny;
+    const char *join_cgroup; /* cgroup.procs to write "0" into, or NULL */
+    size_t n_ns;
+    struct ns_entry *ns;
+    size_t n_outer, n_inner;
+    struct op *outer, *inner;
+    struct {
+        struct strv args, env;
+        const char *cwd;
+        unsigned long uid, gid;
+        size_t n_gids;
+        gid_t *gids;
+        bool has_caps;
+        struct caps caps;
+        bool no_new_privs;
+        unsigned char *seccomp; /* raw sock_filter array */
+        size_t seccomp_len;     /* bytes */
+        size_t n_rlimits;
+        struct rlimit_entry *rlimits;
+        bool has_oom;
+        long oom_score_adj;
+        bool search_path;
+        bool terminal;
+        long umask; /* -1: leave as inherited */
+    } proc;
+    struct {
+        enum monitor_mode mode;
+        const char *log_path, *exit_file, *pid_file; /* NULL when absent */
+        struct strv on_exit;
+        bool die_with_parent;
+    } mon;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Process-wide state. Each process (monitor, setup, container) has its own   */
+/* copy after fork; these are the few things every error path needs.         */
+/* ------------------------------------------------------------------------ */
+
+enum role { ROLE_MONITOR, ROLE_SETUP, ROLE_CONTAINER };
+
+static struct {
+    enum role role;
+    int status_fd;     /* -1 once closed */
+    bool trace;
+    int exec_fd;       /* container: write end of the exec-sync pipe ('E' on failure) */
+    pid_t kill_on_fail[MAX_DAEMONS + 2];
+    size_t n_kill;
+} g = { ROLE_MONITOR, -1, false, -1, {0}, 0 };
+
+/* ------------------------------------------------------------------------ */
+/* Status lines (JSON)                                                       */
+/* ------------------------------------------------------------------------ */
+
+struct line {
+    char buf[LINE_MAX_LEN + 64];
+    size_t len;
+};
+
+static void ln_raw(struct line *l, const char *s) {
+    size_t n = strlen(s);
+    if (l->len + n > LINE_MAX_LEN) n = LINE_MAX_LEN > l->len ? LINE_MAX_LEN - l->len : 0;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+/* A JSON string; long strings are cut (keeping room for what follows). */
+static void ln_str(struct line *l, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    size_t limit = LINE_MAX_LEN - 200;
+    l->buf[l->len++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (l->len >= limit) {
+            memcpy(l->buf + l->len, "...", 3);
+            l->len += 3;
+            break;
+        }
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            l->buf[l->len++] = '\\';
+            l->buf[l->len++] = (char)c;
+        } else if (c == '\n') {
+            memcpy(l->buf + l->len, "\\n", 2);
+            l->len += 2;
+        } else if (c == '\t') {
+            memcpy(l->buf + l->len, "\\t", 2);
+            l->len += 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(l->buf + l->len, "\\u00", 4);
+            l->buf[l->len + 4] = hex[c >> 4];
+            l->buf[l->len + 5] = hex[c & 15];
+            l->len += 6;
+        } else {
+            l->buf[l->len++] = (char)c;
+        }
+    }
+    l->buf[l->len++] = '"';
+}
+
+static void ln_int(struct line *l, long long v) {
+    char num[32];
+    snprintf(num, sizeof num, "%lld", v);
+    ln_raw(l, num);
+}
+
+static void write_all(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void status_send(struct line *l) {
+    if (g.status_fd < 0) return;
+    l->buf[l->len++] = '\n';
+    write_all(g.status_fd, l->buf, l->len);
+}
+
+/* Trace: one line per kernel-level step, only when the plan asks for it. */
+__attribute__((format(printf, 1, 2))) static void step(const char *fmt, ...) {
+    if (!g.trace) return;
+    char text[LINE_MAX_LEN - 300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    struct line l = { .len = 0 };
+    ln_raw(&l, "{\"type\":\"step\",\"text\":");
+    ln_str(&l, text);
+    ln_raw(&l, "}");
+    status_send(&l);
+}
+
+/* strerror in the style of the rest of nook: "operation not permitted". */
+static void errno_message(int err, char *out, size_t size) {
+    snprintf(out, size, "%s", strerror(err));
+    if (out[0] >= 'A' && out[0] <= 'Z' && !(out[1] >= 'A' && out[1] <= 'Z')) out[0] = (char)(out[0] - 'A' + 'a');
+}
+
+static void kill_children(void) {
+    for (size_t i = 0; i < g.n_kill; i++) {
+        if (g.kill_on_fail[i] > 0) kill(g.kill_on_fail[i], SIGKILL);
+    }
+    for (size_t i = 0; i < g.n_kill; i++) {
+        if (g.kill_on_fail[i] > 0) {
+            while (waitpid(g.kill_on_fail[i], NULL, 0) < 0 && errno == EINTR) {}
+        }
+    }
+    g.n_kill = 0;
+}
+
+static void remember_child(pid_t pid) {
+    if (g.n_kill < sizeof g.kill_on_fail / sizeof g.kill_on_fail[0]) g.kill_on_fail[g.n_kill++] = pid;
+}
+
+/*
+ * Reports an error and ends this process: kills the children it started
+ * first, so that nothing is left behind. `err` 0 means no errno applies.
+ */
+static _Noreturn void fail_with(int exit_code, int err, const char *message, const char *step_text) {
+    struct line l = { .len = 0 };
+    char msg[LINE_MAX_LEN / 2];
+    if (message) snprintf(msg, sizeof msg, "%s", message);
+    else errno_message(err, msg, sizeof msg);
+    ln_raw(&l, "{\"type\":\"error\",\"step\":");
+    ln_str(&l, step_text);
+    if (err) {
+        const char *name = strerrorname_np(err);
+        ln_raw(&l, ",\"errno\":");
+        ln_str(&l, name ? name : "EUNKNOWN");
+    }
+    ln_raw(&l, ",\"message\":");
+    ln_str(&l, msg);
+    ln_raw(&l, ",\"exitCode\":");
+    ln_int(&l, exit_code);
+    ln_raw(&l, "}");
+    status_send(&l);
+    if (g.role == ROLE_CONTAINER && g.exec_fd >= 0) write_all(g.exec_fd, "E", 1);
+    kill_children();
+    _exit(exit_code);
+}
+
+/* A failed system call: the step names what was being done, errno says why. */
+__attribute__((format(printf, 2, 3))) static _Noreturn void fail(int err, const char *fmt, ...) {
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    fail_with(EXIT_INTERNAL, err, NULL, text);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plan decoding                                                             */
+/* ------------------------------------------------------------------------ */
+
+struct reader {
+    char *p, *end;
+    const char *error; /* first problem, NULL while all is well */
+};
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) fail(ENOMEM, "decode plan");
+    return p;
+}
+
+static char *rd_str(struct reader *r) {
+    if (r->error) return "";
+    char *nul = memchr(r->p, '\0', (size_t)(r->end - r->p));
+    if (!nul) {
+        r->error = "truncated plan";
+        return "";
+    }
+    char *s = r->p;
+    r->p = nul + 1;
+    return s;
+}
+
+/* "" encodes null for optional strings. */
+static const char *rd_opt_str(struct reader *r) {
+    const char *s = rd_str(r);
+    return *s ? s : NULL;
+}
+
+static unsigned long long rd_u64(struct reader *r) {
+    const char *s = rd_str(r);
+    if (r->error) return 0;
+    if (!*s || strspn(s, "0123456789") != strlen(s)) {
+        r->error = "expected an unsigned number";
+        return 0;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno) r->error = "number out of range";
+    return v;
+}
+
+static long long rd_i64(struct reader *r) {
+    const char *s = rd_str(r);
+    if (r->error) return 0;
+    const char *digits = *s == '-' ? s + 1 : s;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits)) {
+        r->error = "expected a number";
+        return 0;
+    }
+    errno = 0;
+    long long v = strtoll(s, NULL, 10);
+    if (errno) r->error = "number out of range";
+    return v;
+}
+
+static unsigned long rd_u32(struct reader *r) {
+    unsigned long long v = rd_u64(r);
+    if (v > 0xffffffffull && !r->error) r->error = "number out of range";
+    return (unsigned long)v;
+}
+
+static bool rd_bool(struct reader *r) {
+    const char *s = rd_str(r);
+    if (!r->error && strcmp(s, "0") != 0 && strcmp(s, "1") != 0) r->error = "expected 0 or 1";
+    return s[0] == '1';
+}
+
+/* A count of following tokens: never more than the bytes left, so a corrupt
+ * count cannot make us allocate much. */
+static size_t rd_count(struct reader *r) {
+    unsigned long long n = rd_u64(r);
+    if (!r->error && n > (unsigned long long)(r->end - r->p)) r->error = "count larger than the plan";
+    return r->error ? 0 : (size_t)n;
+}
+
+static void rd_expect(struct reader *r, const char *want) {
+    const char *s = rd_str(r);
+    if (!r->error && strcmp(s, want) != 0) r->error = "unexpected token (plan format mismatch)";
+}
+
+static struct strv rd_strv(struct reader *r) {
+    struct strv sv;
+    sv.n = rd_count(r);
+    sv.v = xcalloc(sv.n + 1, sizeof(char *));
+    for (size_t i = 0; i < sv.n; i++) sv.v[i] = rd_str(r);
+    return sv;
+}
+
+static enum ensure rd_ensure(struct reader *r) {
+    const char *s = rd_str(r);
+    if (!strcmp(s, "dir")) return ENSURE_DIR;
+    if (!strcmp(s, "file")) return ENSURE_FILE;
+    if (strcmp(s, "none") != 0 && !r->error) r->error = "bad ensure value";
+    return ENSURE_NONE;
+}
+
+static struct idmap_entry *rd_idmap(struct reader *r, size_t *n) {
+    *n = rd_count(r);
+    struct idmap_entry *m = xcalloc(*n, sizeof *m);
+    for (size_t i = 0; i < *n; i++) {
+        m[i].inside = rd_u32(r);
+        m[i].outside = rd_u32(r);
+        m[i].count = rd_u32(r);
+    }
+    return m;
+}
+
+static void rd_op(struct reader *r, struct op *op) {
+    const char *kind = rd_str(r);
+    size_t k;
+    for (k = 0; k < sizeof op_names / sizeof op_names[0]; k++) {
+        if (!strcmp(kind, op_names[k])) break;
+    }
+    if (k == sizeof op_names / sizeof op_names[0]) {
+        if (!r->error) r->error = "unknown op";
+        return;
+    }
+    op->kind = (enum op_kind)k;
+    switch (op->kind) {
+    case OP_SET_ROOT:
+    case OP_CHDIR:
+    case OP_PIVOT_ROOT:
+    case OP_MASK:
+    case OP_READONLY:
+        op->path = rd_str(r);
+        break;
+    case OP_MOUNT:
+        op->source = rd_str(r);
+        op->target = rd_str(r);
+        op->fstype = rd_str(r);
+        op->flags = (unsigned long)rd_u64(r);
+        op->data = rd_str(r);
+        op->in_root = rd_bool(r);
+        op->ensure = rd_ensure(r);
+        op->keep_locked = rd_bool(r);
+        op->optional = rd_bool(r);
+        break;
+    case OP_MKDIR:
+        op->path = rd_str(r);
+        op->mode = (unsigned)rd_u32(r) & 07777;
+        op->in_root = rd_bool(r);
+        break;
+    case OP_SYMLINK:
+        op->target = rd_str(r);
+        op->path = rd_str(r);
+        op->in_root = rd_bool(r);
+        break;
+    case OP_WRITE_FILE:
+        op->path = rd_str(r);
+        op->data = rd_str(r);
+        op->in_root = rd_bool(r);
+        break;
+    case OP_SPAWN_MOUNT:
+        op->args = rd_strv(r);
+        op->target = rd_str(r);
+        if (!r->error && op->args.n == 0) r->error = "spawn-mount without a command";
+        break;
+    case OP_UMOUNT:
+        op->target = rd_str(r);
+        op->flags = (unsigned long)rd_u64(r);
+        break;
+    case OP_SETHOSTNAME:
+        op->data = rd_str(r);
+        break;
+    }
+}
+
+static struct op *rd_ops(struct reader *r, size_t *n) {
+    *n = rd_count(r);
+    struct op *ops = xcalloc(*n, sizeof *ops);
+    for (size_t i = 0; i < *n && !r->error; i++) rd_op(r, &ops[i]);
+    return ops;
+}
+
+static int ns_flag(const char *name) {
+    if (!strcmp(name, "mnt")) return CLONE_NEWNS;
+    if (!strcmp(name, "pid")) return CLONE_NEWPID;
+    if (!strcmp(name, "uts")) return CLONE_NEWUTS;
+    if (!strcmp(name, "ipc")) return CLONE_NEWIPC;
+    if (!strcmp(name, "net")) return CLONE_NEWNET;
+    if (!strcmp(name, "cgroup")) return CLONE_NEWCGROUP;
+    return 0;
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static const char *decode_plan(char *buf, size_t len, struct plan *plan) {
+    struct reader rd = { buf, buf + len, NULL };
+    struct reader *r = &rd;
+    memset(plan, 0, sizeof *plan);
+
+    rd_expect(r, PLAN_MAGIC);
+    plan->trace = rd_bool(r);
+
+    const char *user = rd_str(r);
+    if (!strcmp(user, "none")) {
+        plan->user_mode = USER_NONE;
+    } else if (!strcmp(user, "join")) {
+        plan->user_mode = USER_JOIN;
+        plan->user_path = rd_str(r);
+    } else if (!strcmp(user, "new")) {
+        plan->user_mode = USER_NEW;
+        plan->uid_map = rd_idmap(r, &plan->n_uid_map);
+        plan->gid_map = rd_idmap(r, &plan->n_gid_map);
+        plan->uid_helper = rd_opt_str(r);
+        plan->gid_helper = rd_opt_str(r);
+        const char *sg = rd_str(r);
+        plan->setgroups_deny = !strcmp(sg, "deny");
+        if (!r->error && strcmp(sg, "allow") != 0 && !plan->setgroups_deny) r->error = "bad setgroups value";
+    } else if (!r->error) {
+        r->error = "bad user namespace mode";
+    }
+    plan->join_cgroup = rd_opt_str(r);
+    plan->hold = rd_bool(r);
+
+    plan->n_ns = rd_count(r);
+    plan->ns = xcalloc(plan->n_ns, sizeof *plan->ns);
+    for (size_t i = 0; i < plan->n_ns; i++) {
+        plan->ns[i].name = rd_str(r);
+        plan->ns[i].path = rd_opt_str(r);
+        plan->ns[i].flag = ns_flag(plan->ns[i].name);
+        plan->ns[i].fd = -1;
+        if (!plan->ns[i].flag && !r->error) r->error = "bad namespace type";
+    }
+
+    plan->outer = rd_ops(r, &plan->n_outer);
+    plan->inner = rd_ops(r, &plan->n_inner);
+
+    plan->proc.args = rd_strv(r);
+    if (!r->error && plan->proc.args.n == 0) r->error = "process.args is empty";
+    plan->proc.env = rd_strv(r);
+    plan->proc.cwd = rd_str(r);
+    plan->proc.uid = rd_u32(r);
+    plan->proc.gid = rd_u32(r);
+    plan->proc.n_gids = rd_count(r);
+    plan->proc.gids = xcalloc(plan->proc.n_gids, sizeof(gid_t));
+    for (size_t i = 0; i < plan->proc.n_gids; i++) plan->proc.gids[i] = (gid_t)rd_u32(r);
+    plan->proc.has_caps = rd_bool(r);
+    if (plan->proc.has_caps) {
+        plan->proc.caps.bounding = rd_u64(r);
+        plan->proc.caps.effective = rd_u64(r);
+        plan->proc.caps.permitted = rd_u64(r);
+        plan->proc.caps.inheritable = rd_u64(r);
+        plan->proc.caps.ambient = rd_u64(r);
+    }
+    plan->proc.no_new_privs = rd_bool(r);
+    const char *hex = rd_str(r);
+    size_t hex_len = strlen(hex);
+    if (hex_len) {
+        if (hex_len % 16 != 0 && !r->error) r->error = "seccomp filter is not a whole number of 8-byte instructions";
+        plan->proc.seccomp_len = hex_len / 2;
+        plan->proc.seccomp = xcalloc(plan->proc.seccomp_len, 1);
+        for (size_t i = 0; i < plan->proc.seccomp_len && !r->error; i++) {
+            int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+            if (hi < 0 || lo < 0) r->error = "seccomp filter is not hex";
+            plan->proc.seccomp[i] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    plan->proc.n_rlimits = rd_count(r);
+    plan->proc.rlimits = xcalloc(plan->proc.n_rlimits, sizeof *plan->proc.rlimits);
+    for (size_t i = 0; i < plan->proc.n_rlimits; i++) {
+        plan->proc.rlimits[i].resource = (int)rd_u32(r);
+        plan->proc.rlimits[i].soft = rd_u64(r);
+        plan->proc.rlimits[i].hard = rd_u64(r);
+    }
+    const char *oom = rd_str(r);
+    if (*oom) {
+        struct reader sub = { (char *)oom, (char *)oom + strlen(oom) + 1, NULL };
+        plan->proc.has_oom = true;
+        plan->proc.oom_score_adj = (long)rd_i64(&sub);
+        if (sub.error && !r->error) r->error = sub.error;
+    }
+    plan->proc.search_path = rd_bool(r);
+    plan->proc.terminal = rd_bool(r);
+    plan->proc.umask = (long)rd_i64(r);
+
+    const char *mode = rd_str(r);
+    if (!strcmp(mode, "detached")) plan->mon.mode = MONITOR_DETACHED;
+    else if (!strcmp(mode, "foreground")) plan->mon.mode = MONITOR_FOREGROUND;
+    else if (!r->error) r->error = "bad monitor mode";
+    plan->mon.log_path = rd_opt_str(r);
+    plan->mon.exit_file = rd_opt_str(r);
+    plan->mon.pid_file = rd_opt_str(r);
+    plan->mon.on_exit = rd_strv(r);
+    plan->mon.die_with_parent = rd_bool(r);
+
+    rd_expect(r, "end");
+    if (!r->error && r->p != r->end) r->error = "trailing bytes after the plan";
+    return r->error;
+}
+
+/* ------------------------------------------------------------------------ */
+/* --decode: the plan back as JSON, for the encoder's round-trip tests        */
+/* ------------------------------------------------------------------------ */
+
+static void out_str(const char *s) {
+    struct line l = { .len = 0 };
+    ln_str(&l, s);
+    fwrite(l.buf, 1, l.len, stdout);
+}
+
+static void out_opt_str(const char *s) {
+    if (s) out_str(s);
+    else fputs("null", stdout);
+}
+
+static void out_strv(const struct strv *sv) {
+    putchar('[');
+    for (size_t i = 0; i < sv->n; i++) {
+        if (i) putchar(',');
+        out_str(sv->v[i]);
+    }
+    putchar(']');
+}
+
+static void out_idmap(const struct idmap_entry *m, size_t n) {
+    putchar('[');
+    for (size_t i = 0; i < n; i++) {
+        printf("%s{\"inside\":%lu,\"outside\":%lu,\"count\":%lu}", i ? "," : "", m[i].inside, m[i].outside, m[i].count);
+    }
+    putchar(']');
+}
+
+static const char *ensure_name(enum ensure e) {
+    return e == ENSURE_DIR ? "dir" : e == ENSURE_FILE ? "file" : "none";
+}
+
+static void out_ops(const struct op *ops, size_t n) {
+    putchar('[');
+    for (size_t i = 0; i < n; i++) {
+        const struct op *op = &ops[i];
+        printf("%s{\"op\":\"%s\"", i ? "," : "", op_names[op->kind]);
+        switch (op->kind) {
+        case OP_SET_ROOT:
+        case OP_CHDIR:
+        case OP_PIVOT_ROOT:
+        case OP_MASK:
+        case OP_READONLY:
+            fputs(",\"path\":", stdout);
+            out_str(op->path);
+            break;
+        case OP_MOUNT:
+            fputs(",\"source\":", stdout);
+            out_str(op->source);
+            fputs(",\"target\":", stdout);
+            out_str(op->target);
+            fputs(",\"fstype\":", stdout);
+            out_str(op->fstype);
+            printf(",\"flags\":%lu,\"data\":", op->flags);
+            out_str(op->data);
+            printf(",\"inRoot\":%s,\"ensure\":\"%s\",\"keepLockedFlags\":%s,\"optional\":%s", op->in_root ? "true" : "false",
+                   ensure_name(op->ensure), op->keep_locked ? "true" : "false", op->optional ? "true" : "false");
+            break;
+        case OP_MKDIR:
+            fputs(",\"path\":", stdout);
+            out_str(op->path);
+            printf(",\"mode\":%u,\"inRoot\":%s", op->mode, op->in_root ? "true" : "false");
+            break;
+        case OP_SYMLINK:
+            fputs(",\"target\":", stdout);
+            out_str(op->target);
+            fputs(",\"path\":", stdout);
+            out_str(op->path);
+            printf(",\"inRoot\":%s", op->in_root ? "true" : "false");
+            break;
+        case OP_WRITE_FILE:
+            fputs(",\"path\":", stdout);
+            out_str(op->path);
+            fputs(",\"content\":", stdout);
+            out_str(op->data);
+            printf(",\"inRoot\":%s", op->in_root ? "true" : "false");
+            break;
+        case OP_SPAWN_MOUNT:
+            fputs(",\"args\":", stdout);
+            out_strv(&op->args);
+            fputs(",\"target\":", stdout);
+            out_str(op->target);
+            break;
+        case OP_UMOUNT:
+            fputs(",\"target\":", stdout);
+            out_str(op->target);
+            printf(",\"flags\":%lu", op->flags);
+            break;
+        case OP_SETHOSTNAME:
+            fputs(",\"name\":", stdout);
+            out_str(op->data);
+            break;
+        }
+        putchar('}');
+    }
+    putchar(']');
+}
+
+static void print_plan(const struct plan *p) {
+    printf("{\"trace\":%s,\"user\":", p->trace ? "true" : "false");
+    if (p->user_mode == USER_NONE) {
+        fputs("{\"mode\":\"none\"}", stdout);
+    } else if (p->user_mode == USER_JOIN) {
+        fputs("{\"mode\":\"join\",\"path\":", stdout);
+        out_str(p->user_path);
+        putchar('}');
+    } else {
+        fputs("{\"mode\":\"new\",\"uidMap\":", stdout);
+        out_idmap(p->uid_map, p->n_uid_map);
+        fputs(",\"gidMap\":", stdout);
+        out_idmap(p->gid_map, p->n_gid_map);
+        fputs(",\"uidHelper\":", stdout);
+        out_opt_str(p->uid_helper);
+        fputs(",\"gidHelper\":", stdout);
+        out_opt_str(p->gid_helper);
+        printf(",\"setgroups\":\"%s\"}", p->setgroups_deny ? "deny" : "allow");
+    }
+    fputs(",\"joinCgroup\":", stdout);
+    out_opt_str(p->join_cgroup);
+    printf(",\"hold\":%s", p->hold ? "true" : "false");
+    fputs(",\"namespaces\":[", stdout);
+    for (size_t i = 0; i < p->n_ns; i++) {
+        printf("%s{\"type\":\"%s\",\"path\":", i ? "," : "", p->ns[i].name);
+        out_opt_str(p->ns[i].path);
+        putchar('}');
+    }
+    fputs("],\"outerOps\":", stdout);
+    out_ops(p->outer, p->n_outer);
+    fputs(",\"innerOps\":", stdout);
+    out_ops(p->inner, p->n_inner);
+    fputs(",\"process\":{\"args\":", stdout);
+    out_strv(&p->proc.args);
+    fputs(",\"env\":", stdout);
+    out_strv(&p->proc.env);
+    fputs(",\"cwd\":", stdout);
+    out_str(p->proc.cwd);
+    printf(",\"uid\":%lu,\"gid\":%lu,\"additionalGids\":[", p->proc.uid, p->proc.gid);
+    for (size_t i = 0; i < p->proc.n_gids; i++) printf("%s%u", i ? "," : "", (unsigned)p->proc.gids[i]);
+    fputs("],\"capabilities\":", stdout);
+    if (p->proc.has_caps) {
+        printf("{\"bounding\":\"%llu\",\"effective\":\"%llu\",\"permitted\":\"%llu\",\"inheritable\":\"%llu\",\"ambient\":\"%llu\"}",
+               p->proc.caps.bounding, p->proc.caps.effective, p->proc.caps.permitted, p->proc.caps.inheritable,
+               p->proc.caps.ambient);
+    } else {
+        fputs("null", stdout);
+    }
+    printf(",\"noNewPrivileges\":%s,\"seccompFilter\":", p->proc.no_new_privs ? "true" : "false");
+    if (p->proc.seccomp) {
+        putchar('"');
+        for (size_t i = 0; i < p->proc.seccomp_len; i++) printf("%02x", p->proc.seccomp[i]);
+        putchar('"');
+    } else {
+        fputs("null", stdout);
+    }
+    fputs(",\"rlimits\":[", stdout);
+    for (size_t i = 0; i < p->proc.n_rlimits; i++) {
+        printf("%s{\"resource\":%d,\"soft\":\"%llu\",\"hard\":\"%llu\"}", i ? "," : "", p->proc.rlimits[i].resource,
+               p->proc.rlimits[i].soft, p->proc.rlimits[i].hard);
+    }
+    fputs("],\"oomScoreAdj\":", stdout);
+    if (p->proc.has_oom) printf("%ld", p->proc.oom_score_adj);
+    else fputs("null", stdout);
+    printf(",\"searchPath\":%s,\"terminal\":%s,\"umask\":", p->proc.search_path ? "true" : "false",
+           p->proc.terminal ? "true" : "false");
+    if (p->proc.umask >= 0) printf("%ld", p->proc.umask);
+    else fputs("null", stdout);
+    printf("},\"monitor\":{\"mode\":\"%s\",\"logPath\":", p->mon.mode == MONITOR_DETACHED ? "detached" : "foreground");
+    out_opt_str(p->mon.log_path);
+    fputs(",\"exitFile\":", stdout);
+    out_opt_str(p->mon.exit_file);
+    fputs(",\"pidFile\":", stdout);
+    out_opt_str(p->mon.pid_file);
+    fputs(",\"onExit\":", stdout);
+    out_strv(&p->mon.on_exit);
+    printf(",\"dieWithParent\":%s}}\n", p->mon.die_with_parent ? "true" : "false");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Reads "<length>\n" and then exactly <length> bytes: the fd may stay open
+ * afterwards (as the control fd), so EOF cannot mark the end of the plan. */
+static char *read_plan(int fd, size_t *len_out, const char **error) {
+    char header[24];
+    size_t h = 0;
+    for (;;) {
+        ssize_t n = read(fd, header + h, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            *error = n == 0 ? "no plan (EOF before the length line)" : strerror(errno);
+            return NULL;
+        }
+        if (header[h] == '\n') break;
+        if (header[h] < '0' || header[h] > '9' || ++h == sizeof header - 1) {
+            *error = "bad plan length line";
+            return NULL;
+        }
+    }
+    header[h] = '\0';
+    unsigned long long len = strtoull(header, NULL, 10);
+    if (h == 0 || len > PLAN_MAX_BYTES) {
+        *error = "bad plan length";
+        return NULL;
+    }
+    char *buf = malloc(len + 1);
+    if (!buf) {
+        *error = "out of memory";
+        return NULL;
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            *error = n == 0 ? "truncated plan (EOF)" : strerror(errno);
+            free(buf);
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    *len_out = got;
+    return buf;
+}
+
+static void xpipe(int fds[2], const char *what) {
+    if (pipe2(fds, O_CLOEXEC) < 0) fail(errno, "create %s pipe", what);
+}
+
+static void close_fd(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int pidfd_open_self(void) {
+    return (int)syscall(SYS_pidfd_open, getpid(), 0);
+}
+
+/*
+ * Dies with the parent: PR_SET_PDEATHSIG, then a check through a pidfd of the
+ * parent that it did not die before the prctl (getppid() cannot tell when the
+ * parent is outside our pid namespace). Credential changes clear the death
+ * signal, so this is called again after setuid.
+ */
+static void die_with_parent(int parent_pidfd) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+    if (parent_pidfd >= 0) {
+        struct pollfd pfd = { parent_pidfd, POLLIN, 0 };
+        if (poll(&pfd, 1, 0) > 0) _exit(EXIT_INTERNAL); /* the parent is gone: nobody to report to */
+    }
+}
+
+/* The signals the monitor forwards to the container. */
+static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU };
+#define N_FORWARDED (sizeof forwarded_signals / sizeof forwarded_signals[0])
+
+/* A fresh child must not keep the monitor's blocked mask or ignored signals:
+ * both survive execve. */
+static void reset_signals(const sigset_t *original_mask) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &dfl, NULL);
+    }
+    sigprocmask(SIG_SETMASK, original_mask, NULL);
+}
+
+static void redirect(int fd, int to) {
+    if (fd != to && dup2(fd, to) < 0) fail(errno, "dup2 %d -> %d", fd, to);
+}
+
+static int open_dev_null(int flags) {
+    int fd = open("/dev/null", flags | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open /dev/null");
+    return fd;
+}
+
+static const char *signal_name(int sig) {
+    const char *abbrev = sigabbrev_np(sig);
+    static char buf[32];
+    snprintf(buf, sizeof buf, "SIG%s", abbrev ? abbrev : "?");
+    return buf;
+}
+
+/* Writes a small file atomically: a temporary name in the same directory, then rename. */
+static int write_file_atomic(const char *path, const char *content) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid()) >= (int)sizeof tmp) return ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return errno;
+    write_all(fd, content, strlen(content));
+    int err = fsync(fd) < 0 ? errno : 0;
+    close(fd);
+    if (!err && rename(tmp, path) < 0) err = errno;
+    if (err) unlink(tmp);
+    return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Mount operations                                                          */
+/* ------------------------------------------------------------------------ */
+
+struct opctx {
+    int rootfd;            /* the last set-root, O_PATH */
+    pid_t daemons[MAX_DAEMONS];
+    size_t n_daemons;
+    int self_pidfd;        /* for children started by ops (spawn-mount) */
+};
+
+static void mount_flag_names(unsigned long flags, char *out, size_t size) {
+    static const struct { unsigned long flag; const char *name; } names[] = {
+        { MS_RDONLY, "rdonly" }, { MS_NOSUID, "nosuid" }, { MS_NODEV, "nodev" }, { MS_NOEXEC, "noexec" },
+        { MS_SYNCHRONOUS, "sync" }, { MS_REMOUNT, "remount" }, { MS_DIRSYNC, "dirsync" }, { MS_NOSYMFOLLOW, "nosymfollow" },
+        { MS_NOATIME, "noatime" }, { MS_NODIRATIME, "nodiratime" }, { MS_BIND, "bind" }, { MS_MOVE, "move" },
+        { MS_REC, "rec" }, { MS_UNBINDABLE, "unbindable" }, { MS_PRIVATE, "private" }, { MS_SLAVE, "slave" },
+        { MS_SHARED, "shared" }, { MS_RELATIME, "relatime" }, { MS_STRICTATIME, "strictatime" },
+    };
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(flags & names[i].flag)) continue;
+        int n = snprintf(out + len, size - len, "%s%s", len ? "," : "", names[i].name);
+        if (n < 0 || (size_t)n >= size - len) break;
+        len += (size_t)n;
+    }
+}
+
+static int openat2_fd(int dirfd, const char *path, int flags, unsigned long long mode, unsigned long long resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags;
+    how.mode = mode;
+    how.resolve = resolve;
+    int fd;
+    do fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/* Where a path is resolved: inside the container's root (never leaving it,
+ * whatever the symlinks say), or as an ordinary path. */
+struct base {
+    int fd;                      /* owned */
+    const char *rel;             /* path relative to fd, never starting with '/'; "" is the base itself */
+    unsigned long long resolve;  /* RESOLVE_* flags */
+};
+
+static struct base path_base(struct opctx *ctx, const char *path, bool in_root, const char *what) {
+    struct base b;
+    if (in_root) {
+        if (ctx->rootfd < 0) fail_with(EXIT_INTERNAL, 0, "an inRoot operation comes before any set-root", what);
+        b.fd = fcntl(ctx->rootfd, F_DUPFD_CLOEXEC, 3);
+        b.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    } else {
+        b.fd = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        b.resolve = 0;
+    }
+    if (b.fd < 0) fail(errno, "%s: open the base directory", what);
+    while (*path == '/') path++;
+    b.rel = path;
+    return b;
+}
+
+static int open_existing(const struct base *b, const char *rel, int flags) {
+    return openat2_fd(b->fd, *rel ? rel : ".", flags | O_CLOEXEC, 0, b->resolve);
+}
+
+/*
+ * Opens the parent directory of b->rel, creating missing directories on the
+ * way (mode 0755), each resolved again from the base so that a symlink can
+ * never lead outside the root. Returns an O_PATH fd and the last component.
+ */
+static int open_parent(const struct base *b, char *scratch, const char **last, const char *what) {
+    /* scratch holds a copy of b->rel; we cut it at each '/' in turn */
+    size_t len = strlen(scratch);
+    while (len > 1 && scratch[len - 1] == '/') scratch[--len] = '\0';
+    char *slash = strrchr(scratch, '/');
+    if (!slash) {
+        *last = scratch;
+        int fd = fcntl(b->fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0) fail(errno, "%s: dup", what);
+        return fd;
+    }
+    *slash = '\0';
+    *last = slash + 1;
+    /* walk the parent path component by component */
+    int parent = fcntl(b->fd, F_DUPFD_CLOEXEC, 3);
+    if (parent < 0) fail(errno, "%s: dup", what);
+    char *p = scratch;
+    for (;;) {
+        char *next = strchr(p, '/');
+        if (next) *next = '\0';
+        if (*p) {
+            int fd = open_existing(b, scratch, O_PATH | O_DIRECTORY);
+            if (fd < 0 && errno == ENOENT) {
+                if (mkdirat(parent, p, 0755) < 0 && errno != EEXIST) fail(errno, "%s: mkdir %s", what, scratch);
+                fd = open_existing(b, scratch, O_PATH | O_DIRECTORY);
+            }
+            if (fd < 0) fail(errno, "%s: open %s", what, scratch);
+            close(parent);
+            parent = fd;
+        }
+        if (!next) break;
+        *next = '/';
+        p = next + 1;
+    }
+    return parent;
+}
+
+/*
+ * Opens an op's path as O_PATH, creating it when missing as `ensure` says
+ * (the mount point of a bind mount must be a file when the source is one).
+ */
+static int open_target(struct opctx *ctx, const char *path, bool in_root, enum ensure ensure, unsigned mode, const char *what) {
+    struct base b = path_base(ctx, path, in_root, what);
+    int fd = open_existing(&b, b.rel, O_PATH);
+    if (fd < 0 && errno == ENOENT && ensure != ENSURE_NONE) {
+        char scratch[PATH_MAX];
+        if (snprintf(scratch, sizeof scratch, "%s", b.rel) >= (int)sizeof scratch) fail(ENAMETOOLONG, "%s", what);
+        const char *last;
+        int parent = open_parent(&b, scratch, &last, what);
+        if (ensure == ENSURE_DIR) {
+            if (mkdirat(parent, last, mode) < 0) {
+                if (errno != EEXIST) fail(errno, "%s: mkdir", what);
+            } else if (fchmodat(parent, last, mode, 0) < 0) {
+                fail(errno, "%s: chmod", what); /* the umask must not decide the mode */
+            }
+        } else {
+            int created = openat(parent, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+            if (created < 0 && errno != EEXIST) fail(errno, "%s: create the file", what);
+            if (created >= 0) close(created);
+        }
+        close(parent);
+        fd = open_existing(&b, b.rel, O_PATH);
+    }
+    int err = errno;
+    close(b.fd);
+    errno = err;
+    return fd;
+}
+
+/* A bind remount in a user namespace must repeat the flags the kernel locked
+ * on the original mount (nosuid, nodev, noexec, atime), or it gets EPERM. */
+static unsigned long locked_flags(const char *target, unsigned long wanted, const char *what) {
+    struct statvfs st;
+    if (statvfs(target, &st) < 0) fail(errno, "%s: statvfs", what);
+    unsigned long flags = 0;
+    if (st.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+    if (st.f_flag & ST_NODEV) flags |= MS_NODEV;
+    if (st.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    if (!(wanted & (MS_NOATIME | MS_RELATIME | MS_STRICTATIME))) {
+        if (st.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+        if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+    }
+    if (!(wanted & MS_NODIRATIME) && (st.f_flag & ST_NODIRATIME)) flags |= MS_NODIRATIME;
+    return flags;
+}
+
+static void do_mount(struct opctx *ctx, const struct op *op) {
+    char what[PATH_MAX + 64];
+    snprintf(what, sizeof what, "mount %s on %s", *op->source ? op->source : op->fstype, op->target);
+    char target[64];
+    const char *target_path = op->target;
+    int fd = -1;
+    if (op->in_root || op->ensure != ENSURE_NONE) {
+        fd = open_target(ctx, op->target, op->in_root, op->ensure, 0755, what);
+        if (fd < 0) {
+            if (op->optional) {
+                step("%s: skipped (%s)", what, strerrorname_np(errno));
+                return;
+            }
+            fail(errno, "%s", what);
+        }
+        snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+        target_path = target;
+    }
+    unsigned long flags = op->flags;
+    if (op->keep_locked) flags |= locked_flags(target_path, flags, what);
+    char names[256];
+    mount_flag_names(flags, names, sizeof names);
+    step("mount %s on %s%s%s (%s)%s%s", *op->source ? op->source : "none", op->target, *op->fstype ? " type " : "",
+         op->fstype, names, *op->data ? " " : "", op->data);
+    if (mount(*op->source ? op->source : NULL, target_path, *op->fstype ? op->fstype : NULL, flags,
+              *op->data ? op->data : NULL) < 0) {
+        int err = errno;
+        if (!op->optional) fail(err, "%s", what);
+        step("%s: skipped (%s)", what, strerrorname_np(err));
+    }
+    if (fd >= 0) close(fd);
+}
+
+/* maskedPaths: hide a file under /dev/null, a directory under an empty read-only tmpfs. */
+static void do_mask(const struct op *op) {
+    struct stat st;
+    if (stat(op->path, &st) < 0) {
+        if (errno == ENOENT) return;
+        fail(errno, "mask %s", op->path);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        step("mask %s (empty read-only tmpfs)", op->path);
+        if (mount("tmpfs", op->path, "tmpfs", MS_RDONLY, "size=0,mode=0555") < 0) fail(errno, "mask %s", op->path);
+    } else {
+        step("mask %s (bind /dev/null)", op->path);
+        if (mount("/dev/null", op->path, NULL, MS_BIND, NULL) < 0) fail(errno, "mask %s", op->path);
+    }
+}
+
+/* readonlyPaths: bind the path onto itself, then remount that bind read-only. */
+static void do_readonly(const struct op *op) {
+    struct stat st;
+    if (stat(op->path, &st) < 0) {
+        if (errno == ENOENT) return;
+        fail(errno, "make %s read-only", op->path);
+    }
+    step("mount %s read-only (bind, remount)", op->path);
+    if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0) fail(errno, "make %s read-only: bind", op->path);
+    unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY;
+    flags |= locked_flags(op->path, flags, op->path);
+    if (mount(op->path, op->path, NULL, flags, NULL) < 0) fail(errno, "make %s read-only: remount", op->path);
+}
+
+static void do_mkdir(struct opctx *ctx, const struct op *op) {
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "mkdir %s", op->path);
+    step("mkdir %s (mode %04o)%s", op->path, op->mode, op->in_root ? " in root" : "");
+    int fd = open_target(ctx, op->path, op->in_root, ENSURE_DIR, op->mode, what);
+    if (fd < 0) fail(errno, "%s", what);
+    struct stat st;
+    if (fstat(fd, &st) < 0) fail(errno, "%s", what);
+    if (!S_ISDIR(st.st_mode)) fail(ENOTDIR, "%s", what);
+    close(fd);
+}
+
+static void do_symlink(struct opctx *ctx, const struct op *op) {
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "symlink %s -> %s", op->path, op->target);
+    step("%s", what);
+    struct base b = path_base(ctx, op->path, op->in_root, what);
+    char scratch[PATH_MAX];
+    if (snprintf(scratch, sizeof scratch, "%s", b.rel) >= (int)sizeof scratch || !*scratch) fail(EINVAL, "%s", what);
+    const char *last;
+    int parent = open_parent(&b, scratch, &last, what);
+    if (symlinkat(op->target, parent, last) < 0) {
+        int err = errno;
+        char existing[PATH_MAX];
+        ssize_t n = err == EEXIST ? readlinkat(parent, last, existing, sizeof existing - 1) : -1;
+        if (n < 0 || (existing[n] = '\0', strcmp(existing, op->target) != 0)) fail(err, "%s", what);
+    }
+    close(parent);
+    close(b.fd);
+}
+
+static void do_write_file(struct opctx *ctx, const struct op *op) {
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "write %s", op->path);
+    step("write %s (%zu bytes)%s", op->path, strlen(op->data), op->in_root ? " in root" : "");
+    struct base b = path_base(ctx, op->path, op->in_root, what);
+    char scratch[PATH_MAX];
+    if (snprintf(scratch, sizeof scratch, "%s", b.rel) >= (int)sizeof scratch || !*scratch) fail(EINVAL, "%s", what);
+    const char *last;
+    int parent = open_parent(&b, scratch, &last, what);
+    close(parent);
+    /* Resolved from the base again: a symlink at the last component is followed, but never out of the root. */
+    int fd = openat2_fd(b.fd, b.rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, b.resolve);
+    if (fd < 0) fail(errno, "%s", what);
+    size_t len = strlen(op->data);
+    const char *p = op->data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail(errno, "%s", what);
+        p += n;
+        len -= (size_t)n;
+    }
+    close(fd);
+    close(b.fd);
+}
+
+/* Reads what a failed helper wrote on stderr (a memfd or a pipe), on one line. */
+static void read_helper_stderr(int fd, bool from_start, char *out, size_t size) {
+    ssize_t n = from_start ? pread(fd, out, size - 1, 0) : read(fd, out, size - 1);
+    if (n < 0) n = 0;
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = '\0';
+    for (ssize_t i = 0; i < n; i++) {
+        if (out[i] == '\n') out[i] = ' ';
+    }
+}
+
+static void describe_wait_status(int status, char *out, size_t size) {
+    if (WIFEXITED(status)) snprintf(out, size, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status)) snprintf(out, size, "was killed by %s", signal_name(WTERMSIG(status)));
+    else snprintf(out, size, "stopped");
+}
+
+/*
+ * spawn-mount: start a FUSE daemon that must live in this mount namespace
+ * (fuse-overlayfs -f), and wait until its target is a mount point, that is,
+ * until stat(target) reports another device than before.
+ */
+static void do_spawn_mount(struct opctx *ctx, const struct op *op, const sigset_t *original_mask) {
+    char what[PATH_MAX + 64];
+    snprintf(what, sizeof what, "spawn-mount %s on %s", op->args.v[0], op->target);
+    if (ctx->n_daemons >= MAX_DAEMONS) fail_with(EXIT_INTERNAL, 0, "too many spawn-mount daemons", what);
+    char cmdline[2048];
+    size_t len = 0;
+    for (size_t i = 0; i < op->args.n && len < sizeof cmdline - 1; i++) {
+        int n = snprintf(cmdline + len, sizeof cmdline - len, "%s%s", i ? " " : "", op->args.v[i]);
+        if (n < 0) break;
+        len += (size_t)n;
+    }
+    step("spawn-mount: %s", cmdline);
+    struct stat before;
+    if (stat(op->target, &before) < 0) fail(errno, "%s: stat the target", what);
+    int err_fd = memfd_create("nook-spawn-mount-stderr", MFD_CLOEXEC);
+    if (err_fd < 0) fail(errno, "%s: memfd_create", what);
+    int null_fd = open_dev_null(O_RDWR);
+    long long start = now_ms();
+    pid_t pid = fork();
+    if (pid < 0) fail(errno, "%s: fork", what);
+    if (pid == 0) {
+        /* The daemon dies with the setup process that started it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        struct pollfd pfd = { ctx->self_pidfd, POLLIN, 0 };
+        if (ctx->self_pidfd >= 0 && poll(&pfd, 1, 0) > 0) _exit(EXIT_INTERNAL);
+        reset_signals(original_mask);
+        dup2(null_fd, 0);
+        dup2(null_fd, 1);
+        dup2(err_fd, 2);
+        close_range(3, ~0U, 0);
+        execvp(op->args.v[0], op->args.v);
+        dprintf(2, "cannot execute %s: %s\n", op->args.v[0], strerror(errno));
+        _exit(EXIT_NOT_FOUND);
+    }
+    close(null_fd);
+    ctx->daemons[ctx->n_daemons++] = pid;
+    remember_child(pid);
+    long delay = 1;
+    for (;;) {
+        int status;
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid) {
+            ctx->n_daemons--;
+            g.n_kill--;
+            char out[1024], how[64], msg[1200];
+            read_helper_stderr(err_fd, true, out, sizeof out);
+            describe_wait_status(status, how, sizeof how);
+            snprintf(msg, sizeof msg, "%s %s before mounting%s%s", op->args.v[0], how, *out ? ": " : "", out);
+            fail_with(EXIT_INTERNAL, 0, msg, what);
+        }
+        struct stat now;
+        if (stat(op->target, &now) == 0 && now.st_dev != before.st_dev) break;
+        if (now_ms() - start > SPAWN_MOUNT_TIMEOUT_MS) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "%s did not mount %s within %d s", op->args.v[0], op->target, SPAWN_MOUNT_TIMEOUT_MS / 1000);
+            fail_with(EXIT_INTERNAL, 0, msg, what);
+        }
+        sleep_ms(delay);
+        if (delay < 20) delay *= 2;
+    }
+    close(err_fd);
+    step("spawn-mount: %s mounted after %lld ms (pid %d)", op->target, now_ms() - start, (int)pid);
+}
+
+/* runc's trick: pivot_root(".", ".") stacks the old root under the new one;
+ * unmounting "." then removes the old root from this mount namespace. */
+static void do_pivot_root(const struct op *op) {
+    step("pivot_root %s", op->path);
+    int old_root = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (old_root < 0) fail(errno, "pivot_root: open /");
+    int new_root = open(op->path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (new_root < 0) fail(errno, "pivot_root: open %s", op->path);
+    if (fchdir(new_root) < 0) fail(errno, "pivot_root: chdir %s", op->path);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) fail(errno, "pivot_root %s", op->path);
+    if (fchdir(old_root) < 0) fail(errno, "pivot_root: chdir to the old root");
+    /* The old root may be shared with the host: make sure our unmount does not propagate. */
+    if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) fail(errno, "pivot_root: make the old root a slave");
+    if (umount2(".", MNT_DETACH) < 0) fail(errno, "pivot_root: unmount the old root");
+    if (chdir("/") < 0) fail(errno, "pivot_root: chdir /");
+    close(old_root);
+    close(new_root);
+}
+
+static void run_ops(struct opctx *ctx, const struct op *ops, size_t n, const sigset_t *original_mask) {
+    for (size_t i = 0; i < n; i++) {
+        const struct op *op = &ops[i];
+        switch (op->kind) {
+        case OP_SET_ROOT:
+            step("set-root %s", op->path);
+            close_fd(&ctx->rootfd);
+            ctx->rootfd = open(op->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (ctx->rootfd < 0) fail(errno, "set-root %s", op->path);
+            break;
+        case OP_MOUNT:
+            do_mount(ctx, op);
+            break;
+        case OP_MKDIR:
+            do_mkdir(ctx, op);
+            break;
+        case OP_SYMLINK:
+            do_symlink(ctx, op);
+            break;
+        case OP_WRITE_FILE:
+            do_write_file(ctx, op);
+            break;
+        case OP_SPAWN_MOUNT:
+            do_spawn_mount(ctx, op, original_mask);
+            break;
+        case OP_CHDIR:
+            step("chdir %s", op->path);
+            if (chdir(op->path) < 0) fail(errno, "chdir %s", op->path);
+            break;
+        case OP_PIVOT_ROOT:
+            do_pivot_root(op);
+            break;
+        case OP_UMOUNT:
+            step("umount %s (flags %#lx)", op->target, op->flags);
+            if (umount2(op->target, (int)op->flags) < 0) fail(errno, "umount %s", op->target);
+            break;
+        case OP_SETHOSTNAME:
+            step("sethostname %s", op->data);
+            if (sethostname(op->data, strlen(op->data)) < 0) fail(errno, "sethostname %s", op->data);
+            break;
+        case OP_MASK:
+            do_mask(op);
+            break;
+        case OP_READONLY:
+            do_readonly(op);
+            break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The container process: innerOps, process settings, execve                 */
+/* ------------------------------------------------------------------------ */
+
+static int last_cap(void) {
+    int cap = 0;
+    while (prctl(PR_CAPBSET_READ, cap + 1) >= 0) cap++;
+    return cap;
+}
+
+static void apply_bounding_set(const struct caps *caps, int last) {
+    for (int cap = 0; cap <= last; cap++) {
+        if (caps->bounding & (1ull << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap) < 0 && errno != EINVAL) fail(errno, "drop capability %d from the bounding set", cap);
+    }
+}
+
+static void apply_capabilities(const struct caps *caps, int last) {
+    unsigned long long valid = last >= 63 ? ~0ull : (1ull << (last + 1)) - 1;
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    unsigned long long eff = caps->effective & valid, perm = caps->permitted & valid, inh = caps->inheritable & valid;
+    data[0].effective = (uint32_t)eff;
+    data[1].effective = (uint32_t)(eff >> 32);
+    data[0].permitted = (uint32_t)perm;
+    data[1].permitted = (uint32_t)(perm >> 32);
+    data[0].inheritable = (uint32_t)inh;
+    data[1].inheritable = (uint32_t)(inh >> 32);
+    if (syscall(SYS_capset, &header, data) < 0) fail(errno, "capset (effective %#llx, permitted %#llx, inheritable %#llx)", eff, perm, inh);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) fail(errno, "clear the ambient capabilities");
+    for (int cap = 0; cap <= last; cap++) {
+        if (!(caps->ambient & (1ull << cap))) continue;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) fail(errno, "raise ambient capability %d", cap);
+    }
+}
+
+static void load_seccomp(const struct plan *plan) {
+    struct sock_fprog prog;
+    prog.len = (unsigned short)(plan->proc.seccomp_len / sizeof(struct sock_filter));
+    prog.filter = (struct sock_filter *)plan->proc.seccomp;
+    step("seccomp: %u instructions%s", prog.len, plan->proc.no_new_privs ? "" : " (loaded while privileged: no_new_privs is off)");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(errno, "load the seccomp filter (%u instructions)", prog.len);
+}
+
+static const char *env_value(const struct strv *env, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < env->n; i++) {
+        if (!strncmp(env->v[i], name, n) && env->v[i][n] == '=') return env->v[i] + n + 1;
+    }
+    return NULL;
+}
+
+static bool is_executable_file(const char *path, int *err) {
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        *err = errno;
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        *err = EACCES;
+        return false;
+    }
+    if (access(path, X_OK) < 0) {
+        *err = errno;
+        return false;
+    }
+    return true;
+}
+
+/* execvp's search, done before execve so the trace can show the real path and
+ * the error can say whether nothing was found (127) or could not be run (126). */
+static const char *find_executable(const struct plan *plan, char *buf, size_t size) {
+    const char *name = plan->proc.args.v[0];
+    if (!plan->proc.search_path || strchr(name, '/')) return name;
+    const char *path = env_value(&plan->proc.env, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    bool denied = false;
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t dir_len = end ? (size_t)(end - path) : strlen(path);
+        if (dir_len == 0) snprintf(buf, size, "%s", name); /* an empty entry is the cwd */
+        else snprintf(buf, size, "%.*s/%s", (int)dir_len, path, name);
+        int err = 0;
+        if (is_executable_file(buf, &err)) return buf;
+        if (err == EACCES) denied = true;
+        if (!end) break;
+        path = end + 1;
+    }
+    char msg[PATH_MAX + 64], what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "execve %s", name);
+    if (denied) {
+        snprintf(msg, sizeof msg, "executable file \"%s\" found in $PATH but permission denied", name);
+        fail_with(EXIT_CANNOT_INVOKE, EACCES, msg, what);
+    }
+    snprintf(msg, sizeof msg, "executable file \"%s\" not found in $PATH", name);
+    fail_with(EXIT_NOT_FOUND, ENOENT, msg, what);
+}
+
+struct container_args {
+    const struct plan *plan;
+    const sigset_t *original_mask;
+    int parent_pidfd; /* the setup process */
+    bool own_mount_ns;
+    int last_cap;
+};
+
+static _Noreturn void run_container(const struct container_args *a) {
+    const struct plan *plan = a->plan;
+    g.role = ROLE_CONTAINER;
+    g.n_kill = 0;
+    reset_signals(a->original_mask);
+    die_with_parent(a->parent_pidfd);
+
+    if (a->own_mount_ns) {
+        /* A copy of the setup process's mount namespace: pivot_root below then
+         * changes only the container's view, not the mount daemons'. */
+        step("unshare(CLONE_NEWNS) for the container process");
+        if (unshare(CLONE_NEWNS) < 0) fail(errno, "unshare(CLONE_NEWNS) for the container process");
+    }
+    if (plan->proc.has_oom) {
+        /* before the mounts: /proc is still the host's here */
+        char value[32];
+        snprintf(value, sizeof value, "%ld", plan->proc.oom_score_adj);
+        step("oom_score_adj %s", value);
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, value, strlen(value)) < 0) fail(errno, "write /proc/self/oom_score_adj (%s)", value);
+        close(fd);
+    }
+
+    struct opctx ctx = { .rootfd = -1, .n_daemons = 0, .self_pidfd = -1 };
+    run_ops(&ctx, plan->inner, plan->n_inner, a->original_mask);
+    close_fd(&ctx.rootfd);
+
+    if (plan->proc.terminal) {
+        step("setsid, TIOCSCTTY on stdin");
+        if (setsid() < 0) fail(errno, "setsid");
+        if (ioctl(0, TIOCSCTTY, 0) < 0) fail(errno, "make stdin the controlling terminal (TIOCSCTTY)");
+    }
+    for (size_t i = 0; i < plan->proc.n_rlimits; i++) {
+        const struct rlimit_entry *rl = &plan->proc.rlimits[i];
+        struct rlimit lim = { (rlim_t)rl->soft, (rlim_t)rl->hard };
+        step("setrlimit %d soft %llu hard %llu", rl->resource, rl->soft, rl->hard);
+        if (setrlimit(rl->resource, &lim) < 0) fail(errno, "setrlimit %d (soft %llu, hard %llu)", rl->resource, rl->soft, rl->hard);
+    }
+    /* Without no_new_privs the filter can only be loaded with CAP_SYS_ADMIN, so before the user changes. */
+    if (plan->proc.seccomp && !plan->proc.no_new_privs) load_seccomp(plan);
+
+    if (plan->proc.has_caps) {
+        step("capabilities: bounding %#llx", plan->proc.caps.bounding);
+        apply_bounding_set(&plan->proc.caps, a->last_cap);
+        if (prctl(PR_SET_KEEPCAPS, 1) < 0) fail(errno, "prctl(PR_SET_KEEPCAPS)");
+    }
+    step("setgroups [%zu groups], setresgid %lu, setresuid %lu", plan->proc.n_gids, plan->proc.gid, plan->proc.uid);
+    if (setgroups(plan->proc.n_gids, plan->proc.gids) < 0) {
+        /* With setgroups denied (single id mapping) an empty list is what we have anyway. */
+        if (!(errno == EPERM && plan->proc.n_gids == 0)) fail(errno, "setgroups (%zu groups)", plan->proc.n_gids);
+    }
+    if (setresgid((gid_t)plan->proc.gid, (gid_t)plan->proc.gid, (gid_t)plan->proc.gid) < 0) fail(errno, "setgid %lu", plan->proc.gid);
+    if (setresuid((uid_t)plan->proc.uid, (uid_t)plan->proc.uid, (uid_t)plan->proc.uid) < 0) fail(errno, "setuid %lu", plan->proc.uid);
+    die_with_parent(a->parent_pidfd); /* the credential change cleared it */
+
+    step("chdir %s", plan->proc.cwd);
+    if (chdir(plan->proc.cwd) < 0) fail(errno, "chdir to the working directory %s", plan->proc.cwd);
+
+    if (plan->proc.has_caps) {
+        const struct caps *c = &plan->proc.caps;
+        step("capabilities: effective %#llx permitted %#llx inheritable %#llx ambient %#llx", c->effective, c->permitted, c->inheritable, c->ambient);
+        apply_capabilities(c, a->last_cap);
+    }
+    if (plan->proc.no_new_privs) {
+        step("prctl(PR_SET_NO_NEW_PRIVS)");
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+    }
+    char resolved[PATH_MAX];
+    const char *path = find_executable(plan, resolved, sizeof resolved);
+    if (plan->proc.umask >= 0) umask((mode_t)plan->proc.umask);
+    /* Descriptors we did not mean to pass (inherited by nook itself) close at execve. */
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (plan->hold) {
+        /* Ready: the monitor reports "created"; nook attaches what needs the
+         * pid (network, cgroup) and then lets us go with one byte. */
+        step("hold: waiting for the control byte");
+        write_all(g.exec_fd, "H", 1);
+        char go;
+        ssize_t n;
+        do n = read(PLAN_FD, &go, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) fail_with(EXIT_INTERNAL, n < 0 ? errno : 0, "nook closed the control fd before starting the container", "hold before execve");
+        close(PLAN_FD);
+    }
+    if (plan->proc.seccomp && plan->proc.no_new_privs) load_seccomp(plan);
+    step("execve %s", path);
+    execve(path, plan->proc.args.v, plan->proc.env.v);
+
+    int err = errno;
+    char msg[PATH_MAX + 64], what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "execve %s", path);
+    if (err == ENOENT || err == ENOTDIR) {
+        snprintf(msg, sizeof msg, "\"%s\": no such file or directory", path);
+        fail_with(EXIT_NOT_FOUND, err, msg, what);
+    }
+    fail_with(EXIT_CANNOT_INVOKE, err, NULL, what);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The setup process: namespaces, outerOps, the container's parent            */
+/* ------------------------------------------------------------------------ */
+
+/* Messages from the setup process to the monitor: whole 8-byte records on a
+ * pipe, so a read never sees half of one. */
+struct report {
+    int32_t kind;  /* 'U' user namespace created, 'P' container pid, 'X' container wait status */
+    int32_t value;
+};
+
+struct pipes {
+    int report[2]; /* setup -> monitor */
+    int go[2];     /* monitor -> setup: id maps written */
+    int exec[2];   /* container -> monitor: 'E' on failure, EOF on execve (CLOEXEC) */
+    int out[2], err[2]; /* detached: the container's stdout/stderr */
+    int null_fd;        /* detached: the container's stdin */
+};
+
+static void send_report(int fd, int kind, int value) {
+    struct report r = { kind, value };
+    write_all(fd, (const char *)&r, sizeof r);
+}
+
+static void set_ids_to_root(void) {
+    /* Be root in the namespace when 0 is mapped (keep-id maps the user elsewhere):
+     * mount daemons started by outerOps keep their capabilities across execve only as uid 0. */
+    if (setresgid(0, 0, 0) == 0 && setresuid(0, 0, 0) == 0) step("setresuid 0, setresgid 0");
+    else if (errno != EINVAL) fail(errno, "become root in the user namespace");
+}
+
+static void stop_daemons(struct opctx *ctx) {
+    for (size_t i = 0; i < ctx->n_daemons; i++) kill(ctx->daemons[i], SIGTERM);
+    long long deadline = now_ms() + DAEMON_STOP_TIMEOUT_MS;
+    size_t left = ctx->n_daemons;
+    while (left > 0) {
+        left = 0;
+        for (size_t i = 0; i < ctx->n_daemons; i++) {
+            if (ctx->daemons[i] <= 0) continue;
+            if (waitpid(ctx->daemons[i], NULL, WNOHANG) == ctx->daemons[i]) ctx->daemons[i] = 0;
+            else left++;
+        }
+        if (left == 0) break;
+        if (now_ms() > deadline) {
+            for (size_t i = 0; i < ctx->n_daemons; i++) {
+                if (ctx->daemons[i] > 0) {
+                    kill(ctx->daemons[i], SIGKILL);
+                    waitpid(ctx->daemons[i], NULL, 0);
+                }
+            }
+            break;
+        }
+        sleep_ms(5);
+    }
+    ctx->n_daemons = 0;
+}
+
+static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset_t *original_mask, int monitor_pidfd) {
+    g.role = ROLE_SETUP;
+    g.n_kill = 0;
+    /* Signals for the container reach it from the monitor; a Ctrl-C on the
+     * terminal must not kill this process (and so the container with it). */
+    sigprocmask(SIG_SETMASK, original_mask, NULL);
+    for (size_t i = 0; i < N_FORWARDED; i++) signal(forwarded_signals[i], SIG_IGN);
+    die_with_parent(monitor_pidfd);
+    close_fd(&p->report[0]);
+    close_fd(&p->go[1]);
+    close_fd(&p->exec[0]);
+    if (plan->mon.mode == MONITOR_DETACHED) {
+        redirect(p->null_fd, 0);
+        redirect(p->out[1], 1);
+        redirect(p->err[1], 2);
+        close_fd(&p->out[0]);
+        close_fd(&p->err[0]);
+        close_fd(&p->out[1]);
+        close_fd(&p->err[1]);
+        close_fd(&p->null_fd);
+    }
+
+    if (plan->join_cgroup) {
+        step("join cgroup: write 0 to %s", plan->join_cgroup);
+        int fd = open(plan->join_cgroup, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) < 0) fail(errno, "join the cgroup (%s)", plan->join_cgroup);
+        close(fd);
+    }
+
+    /* Open every namespace to join first: after setns(mnt) the paths mean something else. */
+    int user_fd = -1;
+    if (plan->user_mode == USER_JOIN) {
+        user_fd = open(plan->user_path, O_RDONLY | O_CLOEXEC);
+        if (user_fd < 0) fail(errno, "open user namespace %s", plan->user_path);
+    }
+    for (size_t i = 0; i < plan->n_ns; i++) {
+        if (!plan->ns[i].path) continue;
+        plan->ns[i].fd = open(plan->ns[i].path, O_RDONLY | O_CLOEXEC);
+        if (plan->ns[i].fd < 0) fail(errno, "open %s namespace %s", plan->ns[i].name, plan->ns[i].path);
+    }
+
+    if (plan->user_mode == USER_NEW) {
+        step("unshare(CLONE_NEWUSER)");
+        if (unshare(CLONE_NEWUSER) < 0) fail(errno, "unshare(CLONE_NEWUSER)");
+        send_report(p->report[1], 'U', 0);
+        char answer = 0;
+        ssize_t n;
+        do n = read(p->go[0], &answer, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1 || answer != 'G') _exit(EXIT_INTERNAL); /* the monitor reported the failure */
+        set_ids_to_root();
+    } else if (plan->user_mode == USER_JOIN) {
+        step("setns user %s", plan->user_path);
+        if (setns(user_fd, CLONE_NEWUSER) < 0) fail(errno, "setns into user namespace %s", plan->user_path);
+        close(user_fd);
+        set_ids_to_root();
+    }
+    close_fd(&p->go[0]);
+    die_with_parent(monitor_pidfd);
+
+    /* The pid namespace only applies to children: it comes last, right before
+     * the container's fork, so that mount daemons are not its PID 1. */
+    bool new_mount_ns = false;
+    struct ns_entry *pid_ns = NULL;
+    for (size_t i = 0; i < plan->n_ns; i++) {
+        struct ns_entry *ns = &plan->ns[i];
+        if (ns->flag == CLONE_NEWPID) {
+            pid_ns = ns;
+            continue;
+        }
+        if (ns->path) {
+            step("setns %s %s", ns->name, ns->path);
+            if (setns(ns->fd, ns->flag) < 0) fail(errno, "setns into %s namespace %s", ns->name, ns->path);
+            close_fd(&ns->fd);
+        } else {
+            step("unshare(CLONE_NEW%s)", ns->flag == CLONE_NEWNS ? "NS" : ns->flag == CLONE_NEWUTS ? "UTS" : ns->flag == CLONE_NEWIPC ? "IPC" : ns->flag == CLONE_NEWNET ? "NET" : "CGROUP");
+            if (unshare(ns->flag) < 0) fail(errno, "unshare(%s namespace)", ns->name);
+            if (ns->flag == CLONE_NEWNS) new_mount_ns = true;
+        }
+    }
+
+    int self_pidfd = pidfd_open_self();
+    if (self_pidfd < 0) fail(errno, "pidfd_open");
+    struct opctx ctx = { .rootfd = -1, .n_daemons = 0, .self_pidfd = self_pidfd };
+    run_ops(&ctx, plan->outer, plan->n_outer, original_mask);
+    close_fd(&ctx.rootfd);
+
+    if (pid_ns) {
+        if (pid_ns->path) {
+            step("setns pid %s", pid_ns->path);
+            if (setns(pid_ns->fd, CLONE_NEWPID) < 0) fail(errno, "setns into pid namespace %s", pid_ns->path);
+            close_fd(&pid_ns->fd);
+        } else {
+            step("unshare(CLONE_NEWPID)");
+            if (unshare(CLONE_NEWPID) < 0) fail(errno, "unshare(CLONE_NEWPID)");
+        }
+    }
+
+    struct container_args ca = { plan, original_mask, self_pidfd, new_mount_ns, last_cap() };
+    pid_t child = fork();
+    if (child < 0) fail(errno, "fork the container process");
+    if (child == 0) {
+        close_fd(&p->report[1]);
+        g.exec_fd = p->exec[1];
+        run_container(&ca);
+    }
+    remember_child(child);
+    send_report(p->report[1], 'P', child);
+    /* From here on the container reports for itself; the monitor sees EOF on
+     * the exec pipe once it has run execve, and the status fd closes when the
+     * monitor closes it (detached) since nobody else holds it. */
+    close_fd(&p->exec[1]);
+    close_fd(&g.status_fd);
+    if (plan->hold) close(PLAN_FD);
+    g.trace = false;
+
+    int status = 0;
+    for (;;) {
+        pid_t done = waitpid(-1, &status, 0);
+        if (done < 0 && errno == EINTR) continue;
+        if (done < 0) _exit(EXIT_INTERNAL);
+        if (done == child) break;
+        /* A mount daemon ended early: the container will notice; keep waiting. */
+        for (size_t i = 0; i < ctx.n_daemons; i++) {
+            if (ctx.daemons[i] == done) ctx.daemons[i] = 0;
+        }
+    }
+    send_report(p->report[1], 'X', status);
+    stop_daemons(&ctx);
+    _exit(0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The monitor                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void format_idmap(const struct idmap_entry *m, size_t n, char *out, size_t size) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + len, size - len, "%s%lu %lu %lu", i ? " / " : "", m[i].inside, m[i].outside, m[i].count);
+        if (w < 0 || (size_t)w >= size - len) break;
+        len += (size_t)w;
+    }
+}
+
+/* newuidmap/newgidmap PID inside outside count ...: run here, outside the new namespace. */
+static void run_map_helper(const char *helper, pid_t pid, const struct idmap_entry *m, size_t n, const char *what) {
+    char **argv = xcalloc(2 + 3 * n + 1, sizeof(char *));
+    char *numbers = xcalloc(1 + 3 * n, 24);
+    size_t k = 0;
+    argv[k++] = (char *)helper;
+    snprintf(numbers, 24, "%d", (int)pid);
+    argv[k++] = numbers;
+    for (size_t i = 0; i < n; i++) {
+        unsigned long v[3] = { m[i].inside, m[i].outside, m[i].count };
+        for (int j = 0; j < 3; j++) {
+            char *slot = numbers + 24 * (1 + 3 * i + (size_t)j);
+            snprintf(slot, 24, "%lu", v[j]);
+            argv[k++] = slot;
+        }
+    }
+    int errp[2];
+    xpipe(errp, "helper stderr");
+    pid_t child = fork();
+    if (child < 0) fail(errno, "%s: fork", what);
+    if (child == 0) {
+        int null_fd = open("/dev/null", O_RDWR);
+        if (null_fd >= 0) {
+            dup2(null_fd, 0);
+            dup2(null_fd, 1);
+        }
+        dup2(errp[1], 2);
+        close_range(3, ~0U, 0);
+        execv(helper, argv);
+        dprintf(2, "cannot execute %s: %s\n", helper, strerror(errno));
+        _exit(EXIT_NOT_FOUND);
+    }
+    close(errp[1]);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char out[1024], how[64], msg[1200];
+        read_helper_stderr(errp[0], false, out, sizeof out);
+        describe_wait_status(status, how, sizeof how);
+        snprintf(msg, sizeof msg, "%s %s%s%s", helper, how, *out ? ": " : "", out);
+        fail_with(EXIT_INTERNAL, 0, msg, what);
+    }
+    close(errp[0]);
+    free(argv);
+    free(numbers);
+}
+
+static void write_proc_file(pid_t pid, const char *name, const char *content) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open %s", path);
+    /* id maps must be written in a single write(2) */
+    if (write(fd, content, strlen(content)) < 0) fail(errno, "write %s (%s)", path, content);
+    close(fd);
+}
+
+static void write_id_maps(const struct plan *plan, pid_t pid) {
+    char text[LINE_MAX_LEN / 2], lines[LINE_MAX_LEN];
+    const struct { const char *name; const struct idmap_entry *m; size_t n; const char *helper; } maps[2] = {
+        { "uid_map", plan->uid_map, plan->n_uid_map, plan->uid_helper },
+        { "gid_map", plan->gid_map, plan->n_gid_map, plan->gid_helper },
+    };
+    if (plan->setgroups_deny) {
+        step("setgroups: deny");
+        write_proc_file(pid, "setgroups", "deny");
+    }
+    for (int i = 0; i < 2; i++) {
+        format_idmap(maps[i].m, maps[i].n, text, sizeof text);
+        if (maps[i].helper) {
+            step("%s: %s (%s)", maps[i].name, text, maps[i].helper);
+            char what[128];
+            snprintf(what, sizeof what, "write %s with %s", maps[i].name, strrchr(maps[i].helper, '/') ? strrchr(maps[i].helper, '/') + 1 : maps[i].helper);
+            run_map_helper(maps[i].helper, pid, maps[i].m, maps[i].n, what);
+        } else {
+            step("%s: %s", maps[i].name, text);
+            size_t len = 0;
+            lines[0] = '\0';
+            for (size_t j = 0; j < maps[i].n && len < sizeof lines; j++) {
+                int w = snprintf(lines + len, sizeof lines - len, "%lu %lu %lu\n", maps[i].m[j].inside, maps[i].m[j].outside, maps[i].m[j].count);
+                if (w > 0) len += (size_t)w;
+            }
+            write_proc_file(pid, maps[i].name, lines);
+        }
+    }
+}
+
+/*
+ * k8s-file log format, as podman's: "<RFC 3339 nano time> stdout F <line>".
+ * A line the container has not finished yet is written as a "P" (partial)
+ * record; readers join P records up to the next F. No buffering here, so the
+ * monitor stays small.
+ */
+static void log_chunk(int log_fd, const char *stream, const char *data, size_t n) {
+    while (n > 0) {
+        const char *nl = memchr(data, '\n', n);
+        size_t len = nl ? (size_t)(nl - data) : n;
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        char prefix[80];
+        int plen = snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d.%09ld+00:00 %s %c ", tm.tm_year + 1900,
+                            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec, stream, nl ? 'F' : 'P');
+        struct iovec iov[3] = { { prefix, (size_t)plen }, { (void *)data, len }, { "\n", 1 } };
+        ssize_t done;
+        /* a short write to a regular file means the disk is full: nothing better to do */
+        do done = writev(log_fd, iov, 3);
+        while (done < 0 && errno == EINTR);
+        data += len + (nl ? 1 : 0);
+        n -= len + (nl ? 1 : 0);
+    }
+}
+
+/* Returns false at EOF. */
+static bool pump_log(int *fd, int log_fd, const char *stream) {
+    static char buf[8192];
+    ssize_t n = read(*fd, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+    if (n <= 0) {
+        close_fd(fd);
+        return false;
+    }
+    if (log_fd >= 0) log_chunk(log_fd, stream, buf, (size_t)n);
+    return true;
+}
+
+static void run_on_exit(const struct plan *plan, const sigset_t *original_mask) {
+    if (plan->mon.on_exit.n == 0) return;
+    pid_t pid = fork();
+    if (pid != 0) return; /* not waited for: the monitor's exit must not wait on cleanup */
+    setsid();
+    reset_signals(original_mask);
+    int null_fd = open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+        dup2(null_fd, 0);
+        dup2(null_fd, 1);
+        dup2(null_fd, 2);
+    }
+    close_range(3, ~0U, 0);
+    execvp(plan->mon.on_exit.v[0], plan->mon.on_exit.v);
+    _exit(EXIT_NOT_FOUND);
+}
+
+static _Noreturn void run_monitor(struct plan *plan) {
+    bool detached = plan->mon.mode == MONITOR_DETACHED;
+    pid_t monitor_pid = getpid();
+
+    if (plan->mon.die_with_parent) {
+        pid_t parent = getppid();
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+        if (getppid() != parent) _exit(EXIT_INTERNAL);
+    }
+    struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
+    int log_fd = -1;
+    if (detached) {
+        if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");
+        int null_fd = open_dev_null(O_RDWR);
+        redirect(null_fd, 0);
+        redirect(null_fd, 1);
+        redirect(null_fd, 2);
+        p.null_fd = null_fd;
+        xpipe(p.out, "stdout");
+        xpipe(p.err, "stderr");
+        if (plan->mon.log_path) {
+            log_fd = open(plan->mon.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (log_fd < 0) fail(errno, "open the log file %s", plan->mon.log_path);
+        }
+    }
+    /* Orphans of the container (when it has no pid namespace) come to us, not to init. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) fail(errno, "prctl(PR_SET_CHILD_SUBREAPER)");
+
+    /* Signals are read from a signalfd in the main loop: no handlers, no races. */
+    sigset_t mask, original_mask;
+    sigemptyset(&mask);
+    for (size_t i = 0; i < N_FORWARDED; i++) sigaddset(&mask, forwarded_signals[i]);
+    sigaddset(&mask, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &mask, &original_mask) < 0) fail(errno, "sigprocmask");
+    int sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sig_fd < 0) fail(errno, "signalfd");
+    signal(SIGPIPE, SIG_IGN); /* nook may go away: writes then fail with EPIPE */
+
+    xpipe(p.report, "report");
+    xpipe(p.go, "sync");
+    xpipe(p.exec, "exec");
+    int self_pidfd = pidfd_open_self();
+    if (self_pidfd < 0) fail(errno, "pidfd_open");
+
+    pid_t setup = fork();
+    if (setup < 0) fail(errno, "fork the setup process");
+    if (setup == 0) {
+        close(sig_fd);
+        close_fd(&log_fd);
+        run_setup(plan, &p, &original_mask, self_pidfd);
+    }
+    remember_child(setup);
+    close(self_pidfd);
+    if (plan->hold) close(PLAN_FD);
+    close_fd(&p.report[1]);
+    close_fd(&p.go[0]);
+    close_fd(&p.exec[1]);
+    close_fd(&p.out[1]);
+    close_fd(&p.err[1]);
+    close_fd(&p.null_fd);
+
+    pid_t container = 0;
+    bool exec_failed = false, started = false, created = false, setup_done = false, have_status = false;
+    int setup_status = 0, container_status = 0, interrupted_by = 0;
+
+    while (!setup_done || p.report[0] >= 0 || p.exec[0] >= 0 || p.out[0] >= 0 || p.err[0] >= 0) {
+        /* Once the setup process is gone, the container and its pid namespace
+         * are too: drain what the pipes still hold and stop. */
+        int timeout = setup_done ? 0 : -1;
+        struct pollfd fds[5] = {
+            { sig_fd, POLLIN, 0 }, { p.report[0], POLLIN, 0 }, { p.exec[0], POLLIN, 0 },
+            { p.out[0], POLLIN, 0 }, { p.err[0], POLLIN, 0 },
+        };
+        int ready = poll(fds, 5, timeout);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0) fail(errno, "poll");
+        if (ready == 0) break;
+
+        if (fds[1].revents) {
+            struct report msgs[8];
+            ssize_t n = read(p.report[0], msgs, sizeof msgs);
+            if (n <= 0 && !(n < 0 && errno == EINTR)) close_fd(&p.report[0]);
+            for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof msgs[0]; i++) {
+                if (msgs[i].kind == 'U') {
+                    write_id_maps(plan, setup);
+                    write_all(p.go[1], "G", 1);
+                    close_fd(&p.go[1]);
+                } else if (msgs[i].kind == 'P') {
+                    container = msgs[i].value;
+                } else if (msgs[i].kind == 'X') {
+                    container_status = msgs[i].value;
+                    have_status = true;
+                }
+            }
+            continue; /* the report pipe first: 'P' must be known before the exec pipe's EOF */
+        }
+        if (fds[2].revents) {
+            char c;
+            ssize_t n = read(p.exec[0], &c, 1);
+            if (n == 1 && c == 'H' && !created && container > 0) {
+                created = true;
+                struct line l = { .len = 0 };
+                ln_raw(&l, "{\"type\":\"created\",\"pid\":");
+                ln_int(&l, container);
+                ln_raw(&l, ",\"monitorPid\":");
+                ln_int(&l, monitor_pid);
+                ln_raw(&l, "}");
+                status_send(&l);
+            } else if (n == 1) {
+                exec_failed = true;
+            } else if (!(n < 0 && errno == EINTR)) {
+                close_fd(&p.exec[0]);
+                if (!exec_failed && container > 0 && !interrupted_by) {
+                    started = true;
+                    if (plan->mon.pid_file) {
+                        char text[32];
+                        snprintf(text, sizeof text, "%d", (int)container);
+                        int err = write_file_atomic(plan->mon.pid_file, text);
+                        if (err) {
+                            kill(container, SIGKILL);
+                            fail(err, "write the pid file %s", plan->mon.pid_file);
+                        }
+                    }
+                    struct line l = { .len = 0 };
+                    ln_raw(&l, "{\"type\":\"started\",\"pid\":");
+                    ln_int(&l, container);
+                    ln_raw(&l, ",\"monitorPid\":");
+                    ln_int(&l, monitor_pid);
+                    ln_raw(&l, "}");
+                    status_send(&l);
+                    /* Detached: nook may go now. */
+                    if (detached) close_fd(&g.status_fd);
+                }
+            }
+        }
+        if (fds[3].revents) pump_log(&p.out[0], log_fd, "stdout");
+        if (fds[4].revents) pump_log(&p.err[0], log_fd, "stderr");
+        if (fds[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+                int sig = (int)si.ssi_signo;
+                if (sig == SIGCHLD) {
+                    int status;
+                    pid_t done;
+                    while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
+                        if (done == setup) {
+                            setup_done = true;
+                            setup_status = status;
+                            g.n_kill = 0;
+                        }
+                    }
+                } else if (started) {
+                    kill(container, sig);
+                } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) {
+                    /* Before the container runs there is nothing to forward to: abandon the start. */
+                    interrupted_by = sig;
+                    kill(setup, SIGKILL);
+                }
+            }
+        }
+    }
+
+    if (started && !have_status) {
+        /* The setup process was killed, and the container with it (parent-death signal). */
+        container_status = SIGKILL;
+        have_status = true;
+    }
+    if (started && have_status) {
+        int code = WIFEXITED(container_status) ? WEXITSTATUS(container_status) : 128 + WTERMSIG(container_status);
+        int sig = WIFSIGNALED(container_status) ? WTERMSIG(container_status) : 0;
+        if (plan->mon.exit_file) {
+            char text[16];
+            snprintf(text, sizeof text, "%d", code);
+            write_file_atomic(plan->mon.exit_file, text);
+        }
+        struct line l = { .len = 0 };
+        ln_raw(&l, "{\"type\":\"exited\",\"code\":");
+        ln_int(&l, code);
+        ln_raw(&l, ",\"signal\":");
+        if (sig) ln_int(&l, sig);
+        else ln_raw(&l, "null");
+        ln_raw(&l, "}");
+        status_send(&l);
+        run_on_exit(plan, &original_mask);
+        _exit(code);
+    }
+    if (interrupted_by) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "interrupted by %s before the container started", signal_name(interrupted_by));
+        fail_with(128 + interrupted_by, 0, msg, "start");
+    }
+    if (exec_failed && have_status && WIFEXITED(container_status)) _exit(WEXITSTATUS(container_status)); /* the container reported why */
+    if (WIFEXITED(setup_status) && WEXITSTATUS(setup_status) != 0) _exit(WEXITSTATUS(setup_status)); /* the setup process reported why */
+    char how[64], msg[128];
+    describe_wait_status(have_status ? container_status : setup_status, how, sizeof how);
+    snprintf(msg, sizeof msg, "the %s process %s before it could start", have_status ? "container" : "setup", how);
+    fail_with(EXIT_INTERNAL, 0, msg, "start");
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--decode")) {
+        size_t len = 0;
+        const char *error = NULL;
+        char *buf = read_plan(0, &len, &error);
+        struct plan plan;
+        if (buf) error = decode_plan(buf, len, &plan);
+        if (error) {
+            fprintf(stderr, "nook-exec: cannot decode the plan: %s\n", error);
+            return 2;
+        }
+        print_plan(&plan);
+        return 0;
+    }
+    if (argc != 1) {
+        fprintf(stderr, "usage: nook-exec            (started by nook: plan on fd %d, status on fd %d)\n"
+                        "       nook-exec --decode   (print a plan read on stdin as JSON)\n",
+                PLAN_FD, STATUS_FD);
+        return 2;
+    }
+    if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0 || fcntl(PLAN_FD, F_SETFD, FD_CLOEXEC) < 0) {
+        fprintf(stderr, "nook-exec: expects the status pipe on fd %d and the plan on fd %d: it is started by nook\n", STATUS_FD, PLAN_FD);
+        return EXIT_INTERNAL;
+    }
+    g.status_fd = STATUS_FD;
+    size_t len = 0;
+    const char *error = NULL;
+    char *buf = read_plan(PLAN_FD, &len, &error);
+    if (!buf) fail_with(EXIT_INTERNAL, 0, error, "read the plan");
+    struct plan plan;
+    error = decode_plan(buf, len, &plan);
+    if (error) fail_with(EXIT_INTERNAL, 0, error, "decode the plan");
+    if (!plan.hold) close(PLAN_FD); /* else it is the control fd, passed down to the container process */
+    g.trace = plan.trace;
+    run_monitor(&plan);
+}
