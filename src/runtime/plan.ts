@@ -10,15 +10,29 @@
  * order, and reports. `nook run --trace` prints each step as it happens, and
  * `nook run --dry-run` (debug) prints the plan itself.
  *
- * Process layout the executor builds:
- *   outer (monitor) process: creates/joins the user namespace, has the id maps
- *     written (newuidmap/newgidmap run by a helper child outside the namespace),
- *     creates/joins the other namespaces, runs `outerOps`, then forks the
- *     container's first process (which is PID 1 when a pid namespace is new).
- *     It stays as the monitor: forwards signals, waits, reports the exit, writes
- *     logs for detached containers, runs `monitor.onExit`.
- *   inner (container) process: runs `innerOps` (mounts, pivot_root, ...), then
- *     applies the process settings below and execve()s `process.args`.
+ * Process layout the executor builds (helpers/nook-exec.c has the details):
+ *   monitor: the executor itself. It never enters a namespace, so it keeps the
+ *     host's root and mount table: it writes the setup process's id maps
+ *     (newuidmap/newgidmap, or /proc/PID/uid_map directly), forwards signals
+ *     to the container, writes logs / pid file / exit file for detached
+ *     containers, reports the exit, and runs `monitor.onExit` on the host, as
+ *     podman's conmon does. PR_SET_CHILD_SUBREAPER.
+ *   setup process (the monitor's child): joins `joinCgroup`, creates/joins the
+ *     user namespace, then the other namespaces in plan order except the pid
+ *     namespace, runs `outerOps` (mount daemons started by spawn-mount are its
+ *     children), then creates/joins the pid namespace (last, so that those
+ *     daemons are not its PID 1) and forks the container. It stays as the
+ *     container's parent: reaps it, reports its status, stops the daemons.
+ *   container process (PID 1 when the pid namespace is new): when the plan
+ *     creates a mount namespace it first takes its own copy of it
+ *     (unshare(CLONE_NEWNS)), so pivot_root changes only the container's view
+ *     and not the mount daemons'; then `innerOps` (mounts, pivot_root, ...),
+ *     the process settings below, and execve(`process.args`).
+ *   Each process dies with its parent (PR_SET_PDEATHSIG SIGKILL).
+ *
+ * Wire format (src/runtime/plan-encoding.ts): fd 4 of the executor carries
+ * "<length>\n" and then the plan as NUL-terminated tokens; it stays open as
+ * the control fd when `hold` is set. fd 3 carries the status lines.
  */
 
 export type NamespaceType = 'user' | 'mnt' | 'pid' | 'uts' | 'ipc' | 'net' | 'cgroup';
@@ -89,7 +103,7 @@ export type PlanOp =
    * with -f), with PR_SET_PDEATHSIG so it never outlives the monitor, and wait
    * until `target` is a mount point (or the daemon exits: error).
    */
-  | { op: 'spawn-mount'; args: string[]; target: string }
+  | { op: 'spawn-mount'; args: string[]; target: string } /* outerOps only: the daemon is the setup process's child */
   | { op: 'chdir'; path: string }
   /** pivot_root(newRoot, newRoot) then umount2(".", MNT_DETACH): the old root is gone. */
   | { op: 'pivot-root'; path: string }
@@ -128,6 +142,10 @@ export interface ProcessPlan {
   oomScoreAdj: number | null;
   /** Look args[0] up in PATH (from env) inside the container, as execvp would. */
   searchPath: boolean;
+  /** stdin is a terminal (a pty slave): setsid() and make it the controlling terminal (TIOCSCTTY). */
+  terminal?: boolean;
+  /** umask for the container's process; default 0o022 (as runc), null: leave nook's own. */
+  umask?: number | null;
 }
 
 export interface MonitorPlan {
@@ -147,7 +165,7 @@ export interface MonitorPlan {
 }
 
 export interface ExecutorPlan {
-  /** Print each kernel-level step to stderr as it is done. */
+  /** Report each kernel-level step as it is done ({"type":"step"} status lines). */
   trace: boolean;
   user: UserNamespacePlan;
   /** In this order; user namespace handling comes first regardless. */
@@ -163,15 +181,25 @@ export interface ExecutorPlan {
    * and cgroups to a created container, and by the OCI runtime's create/start.
    */
   hold?: boolean;
+  /**
+   * A cgroup.procs file the setup process writes itself into ("0") before it
+   * creates any namespace, so the container starts in its cgroup (and a new
+   * cgroup namespace is rooted there). The monitor stays outside it.
+   */
+  joinCgroup?: string;
 }
 
 /**
  * Status messages the executor writes, one JSON object per line, on the status
  * fd (fd 3 of the executor):
  *   {"type":"step","text":"..."}          with trace on
- *   {"type":"started","pid":N,"monitorPid":M} the container process is about to execve
+ *   {"type":"created","pid":N,"monitorPid":M} with `hold`: ready, waiting for the control byte
+ *   {"type":"started","pid":N,"monitorPid":M} the container process has called execve
+ *     successfully (pid: on the host); errors come before it, never after
  *   {"type":"error","step":"mount /proc","errno":"EPERM","message":"...","exitCode":125}
- *   {"type":"exited","code":N,"signal":S|null}  foreground only
+ *     exitCode: 125 (nook's), 126 (execve failed: cannot run), 127 (not found)
+ *   {"type":"exited","code":N,"signal":S|null}  foreground only; code is 128+S when killed by S
+ * In detached mode the monitor closes the status fd after "started".
  */
 export type ExecutorStatus =
   | { type: 'step'; text: string }
