@@ -40,20 +40,62 @@ function archOfToken(k: number): SeccompArch | undefined {
 const hex = (n: number, width: number): string => `0x${(n >>> 0).toString(16).padStart(width, '0')}`;
 const at = (n: number): string => String(n).padStart(4, '0');
 
+interface Knowledge {
+  /** what A may hold: seccomp_data offsets loaded, or -1 for "computed" */
+  loads: Set<number>;
+  /** which ABI's section the instruction may be in */
+  arches: Set<SeccompArch | undefined>;
+}
+
+/**
+ * What the accumulator holds at each instruction, found by following the
+ * jumps (all forward, so one pass in order sees every predecessor first).
+ * Program order alone would lie: argument checks load other words just
+ * before the next syscall comparison.
+ */
+function analyse(ins: readonly SockFilter[]): Knowledge[] {
+  const known: Knowledge[] = ins.map(() => ({ loads: new Set(), arches: new Set() }));
+  if (known[0]) known[0].arches.add(undefined);
+  const flow = (to: number, loads: Set<number>, arches: Set<SeccompArch | undefined>): void => {
+    const target = known[to];
+    if (!target) return;
+    loads.forEach((l) => target.loads.add(l));
+    arches.forEach((a) => target.arches.add(a));
+  };
+  ins.forEach((i, pc) => {
+    const here = known[pc]!;
+    switch (i.code) {
+      case OP.LD_ABS:
+        return flow(pc + 1, new Set([i.k]), here.arches);
+      case OP.AND:
+        return flow(pc + 1, new Set([-1]), here.arches);
+      case OP.JA:
+        return flow(pc + 1 + i.k, here.loads, here.arches);
+      case OP.RET:
+        return;
+      default: {
+        const archToken = i.code === OP.JEQ && here.loads.size === 1 && here.loads.has(4) ? archOfToken(i.k) : undefined;
+        flow(pc + 1 + i.jt, here.loads, archToken ? new Set([archToken]) : here.arches);
+        flow(pc + 1 + i.jf, here.loads, here.arches);
+      }
+    }
+  });
+  return known;
+}
+
 /** Lists a program (instructions, or the hex the plan carries). */
 export function disassemble(program: readonly SockFilter[] | string): string {
   const ins = typeof program === 'string' ? decodeFilter(program) : program;
-  // Which ABI's numbers a `jeq k` on nr means: sections start where an arch check jumps to.
-  const sectionStarts: { at: number; arch: SeccompArch }[] = [];
-  let loaded = -1;
+  const known = analyse(ins);
   const lines: string[] = [];
   ins.forEach((i, pc) => {
     const raw = `${at(pc)}: ${hex(i.code, 2)} ${hex(i.jt, 2)} ${hex(i.jf, 2)} ${hex(i.k, 8)}  `;
+    const { loads, arches } = known[pc]!;
+    const holds = loads.size === 1 ? [...loads][0] : undefined;
     let text: string;
     let note = '';
     switch (i.code) {
       case OP.LD_ABS:
-        loaded = i.k;
         text = `ld  [${i.k}]`;
         note = fieldName(i.k);
         break;
@@ -69,15 +111,12 @@ export function disassemble(program: readonly SockFilter[] | string): string {
       case OP.JSET: {
         const mnemonic = i.code === OP.JEQ ? 'jeq' : i.code === OP.JGT ? 'jgt' : i.code === OP.JGE ? 'jge' : 'jset';
         text = `${mnemonic} ${hex(i.k, 8)} ${at(pc + 1 + i.jt)} ${at(pc + 1 + i.jf)}`;
-        if (loaded === 4) {
+        if (holds === 4) {
           const arch = archOfToken(i.k);
-          if (arch) {
-            note = `AUDIT_ARCH ${arch}`;
-            if (i.code === OP.JEQ) sectionStarts.push({ at: pc + 1 + i.jt, arch });
-          }
-        } else if (loaded === 0) {
-          const section = sectionStarts.filter((s) => s.at <= pc).sort((a, b) => b.at - a.at)[0];
-          const name = section ? syscallName(section.arch, i.k) : undefined;
+          if (arch) note = `AUDIT_ARCH ${arch}`;
+        } else if (holds === 0 && arches.size === 1) {
+          const arch = [...arches][0];
+          const name = arch ? syscallName(arch, i.k) : undefined;
           if (name) note = name;
         }
         break;
