@@ -11,32 +11,37 @@ import { fullRangeSize, totalCount, type SubidEntry, type SubidKind, type SubidL
 const sysctlFix = (key: string, value: number, file: string): string =>
   [`sudo sysctl -w ${key}=${value}`, `echo '${key}=${value}' | sudo tee /etc/sysctl.d/${file}   # keeps it after a reboot`].join('\n');
 
-export function apparmorProfile(executor: string): string {
+/**
+ * Profiles for the two programs through which nook creates user namespaces:
+ * its executor (containers) and util-linux unshare (the image store unpacks
+ * layers with it). The second opens user namespaces to anyone who runs
+ * unshare, which is what the restriction was meant to prevent: say so.
+ */
+export function apparmorProfile(executor: string, unshare: string | null): string {
+  const profile = (name: string, path: string) => [`profile ${name} ${path} flags=(unconfined) {`, '  userns,', '', `  include if exists <local/${name}>`, '}'];
   return [
     `sudo tee /etc/apparmor.d/nook <<'EOF'`,
     'abi <abi/4.0>,',
     'include <tunables/global>',
     '',
-    `profile nook-exec ${executor} flags=(unconfined) {`,
-    '  userns,',
-    '',
-    '  include if exists <local/nook-exec>',
-    '}',
+    ...profile('nook-exec', executor),
+    ...(unshare ? ['', '# nook unpacks image layers with unshare; this lets any user of unshare create user namespaces', ...profile('nook-unshare', unshare)] : []),
     'EOF',
     'sudo apparmor_parser -r /etc/apparmor.d/nook',
   ].join('\n');
 }
 
-/** Our own profile is installed when /etc/apparmor.d/nook names the executor and allows userns. */
-async function apparmorProfileInstalled(facts: HostFacts): Promise<boolean> {
+/** Our own profile is installed when /etc/apparmor.d/nook names the executor (and unshare) and allows userns. */
+async function apparmorProfileInstalled(facts: HostFacts, unshare: string | null): Promise<boolean> {
   const text = await facts.view.readFile('/etc/apparmor.d/nook');
-  return text !== null && text.includes(facts.options.executorPath) && /^\s*userns\s*,/m.test(text);
+  if (text === null || !/^\s*userns\s*,/m.test(text)) return false;
+  return text.includes(facts.options.executorPath) && (unshare === null || text.includes(` ${unshare} `));
 }
 
 export const checkUserNamespaces: Check = async (facts) => {
   const id = 'user-namespaces';
   const title = 'user namespaces';
-  const userns = await facts.userNamespaces();
+  const [userns, unshare] = await Promise.all([facts.userNamespaces(), facts.unshareTool()]);
   const breaks = 'every container: nook creates a user namespace for each one';
   if (userns.maxUserNamespaces === 0) {
     return problem('fail', id, title, 'user.max_user_namespaces is 0: user namespaces are disabled', breaks, sysctlFix('user.max_user_namespaces', 15000, '90-nook-userns.conf'));
@@ -45,7 +50,7 @@ export const checkUserNamespaces: Check = async (facts) => {
     return problem('fail', id, title, 'kernel.unprivileged_userns_clone is 0: only root may create user namespaces', breaks, sysctlFix('kernel.unprivileged_userns_clone', 1, '90-nook-userns.conf'));
   }
   if (userns.apparmorRestrict === 1 && userns.apparmorEnabled) {
-    if (await apparmorProfileInstalled(facts)) {
+    if (await apparmorProfileInstalled(facts, unshare.path)) {
       return ok(id, title, `kernel.apparmor_restrict_unprivileged_userns is 1; /etc/apparmor.d/nook allows ${facts.options.executorPath}`);
     }
     return problem(
@@ -54,7 +59,7 @@ export const checkUserNamespaces: Check = async (facts) => {
       title,
       'kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 23.10+): user namespaces of unconfined programs get no capabilities',
       breaks,
-      `allow nook's executor to create user namespaces with an AppArmor profile:\n${apparmorProfile(facts.options.executorPath)}\n(or, for the whole machine: ${sysctlFix('kernel.apparmor_restrict_unprivileged_userns', 0, '90-nook-userns.conf').split('\n')[0]})`,
+      `allow nook's executor to create user namespaces with an AppArmor profile:\n${apparmorProfile(facts.options.executorPath, unshare.path)}\n(or, for the whole machine: ${sysctlFix('kernel.apparmor_restrict_unprivileged_userns', 0, '90-nook-userns.conf').split('\n')[0]})`,
     );
   }
   if (userns.probe && !userns.probe.ok) {
@@ -69,6 +74,31 @@ export const checkUserNamespaces: Check = async (facts) => {
   }
   const limit = userns.maxUserNamespaces === null ? '' : `user.max_user_namespaces=${userns.maxUserNamespaces}; `;
   return ok(id, title, `${limit}${userns.probe ? 'unshare --user works' : 'not tried (util-linux unshare is not installed)'}`);
+};
+
+/**
+ * The image store unpacks layers as root of a user namespace made by util-linux
+ * unshare, mapping the subordinate ids with --map-users, which came in 2.38.
+ */
+export const checkUnshare: Check = async (facts) => {
+  const id = 'unshare';
+  const title = 'util-linux unshare';
+  const [tool, subids] = await Promise.all([facts.unshareTool(), facts.subids()]);
+  const breaks = 'pulling and loading images: layers are unpacked in a user namespace made by unshare';
+  if (!tool.path) return problem('fail', id, title, 'util-linux unshare is not installed', breaks, installCommand(await facts.distribution(), 'unshare'));
+  const mapsSubids = subids.uids.ranges.length > 0 && subids.gids.ranges.length > 0;
+  const [major, minor] = tool.version ?? [0, 0];
+  if (tool.version && mapsSubids && (major < 2 || (major === 2 && minor < 38))) {
+    return problem(
+      'fail',
+      id,
+      title,
+      `${tool.path} is util-linux ${tool.versionText}, which lacks --map-users (2.38+)`,
+      `${breaks} with your subordinate ids`,
+      'upgrade util-linux to 2.38 or later (Debian 12 and Ubuntu 24.04 have it; Ubuntu 22.04 ships 2.37)',
+    );
+  }
+  return ok(id, title, `${tool.path} (util-linux ${tool.versionText ?? 'version unknown'})`);
 };
 
 function describe(ranges: SubidRange[]): string {

@@ -8,7 +8,7 @@ import type { Check, CheckResult } from './check.js';
 import { checkCgroupControllers, checkCgroupVersion, checkLingering, checkRuntimeDir, checkSystemdUserSession } from './checks-cgroups.js';
 import { checkDevNetTun, checkSlirp4netns } from './checks-network.js';
 import { checkFuseOverlayfs, checkKernelOverlay, checkStorageDriver, checkStorageFilesystem } from './checks-storage.js';
-import { checkNewgidmap, checkNewuidmap, checkSubgids, checkSubuids, checkUserNamespaces } from './checks-userns.js';
+import { checkNewgidmap, checkNewuidmap, checkSubgids, checkSubuids, checkUnshare, checkUserNamespaces } from './checks-userns.js';
 import { executorPath } from './executor-location.js';
 import { HostFacts } from './facts.js';
 import { realHostView, type HostView } from './view.js';
@@ -22,6 +22,7 @@ export const allChecks: readonly Check[] = [
   checkSubgids,
   checkNewuidmap,
   checkNewgidmap,
+  checkUnshare,
   checkStorageFilesystem,
   checkKernelOverlay,
   checkFuseOverlayfs,
@@ -60,7 +61,7 @@ async function runOne(check: Check, facts: HostFacts, index: number): Promise<Ch
 export async function runDoctor(paths: NookPaths, options: DoctorOptions = {}): Promise<DoctorReport> {
   const view = options.view ?? realHostView();
   // doctor always probes afresh: it is the command people run when the cached answer is suspect
-  const facts = new HostFacts(view, paths, { refreshProbes: true, executorPath: options.executorPath ?? executorPath(view.env) });
+  const facts = new HostFacts(view, paths, { refreshProbes: true, executorPath: options.executorPath ?? executorPath() });
   const results = await Promise.all((options.checks ?? allChecks).map((check, i) => runOne(check, facts, i)));
   const checks = results.filter((r): r is CheckResult => r !== null);
   return { ok: checks.every((c) => c.status !== 'fail'), checks };

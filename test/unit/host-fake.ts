@@ -97,7 +97,7 @@ export function healthyMachine(paths: NookPaths): FakeMachine {
       ['/sys/fs/cgroup', CGROUP2],
     ]),
     commands: new Map<string, CommandHandler>([
-      ['/usr/bin/unshare', (args) => (args.includes('sh') ? done('nook-probe:userns\nnook-probe:mounted\nnook-probe:whiteouts\n') : done())],
+      ['/usr/bin/unshare', (args) => (args.includes('sh') ? done('nook-probe:userns\nnook-probe:mounted\nnook-probe:whiteouts\n') : args[0] === '--version' ? done('unshare from util-linux 2.39.3\n') : done())],
       ['/usr/bin/newuidmap', () => done('', 1, 'usage: newuidmap <pid> <uid> <loweruid> <count>\n')],
       ['/usr/bin/newgidmap', () => done('', 1, 'usage: newgidmap <pid> <gid> <lowergid> <count>\n')],
       ['/usr/bin/slirp4netns', () => done('slirp4netns version 1.2.0\ncommit: 656041d\n')],

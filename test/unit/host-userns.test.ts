@@ -1,5 +1,5 @@
 import test from 'ava';
-import { checkNewgidmap, checkNewuidmap, checkSubgids, checkSubuids, checkUserNamespaces, suggestFreeRange } from '../../src/host/checks-userns.js';
+import { checkNewgidmap, checkNewuidmap, checkSubgids, checkSubuids, checkUnshare, checkUserNamespaces, suggestFreeRange } from '../../src/host/checks-userns.js';
 import { parseGetcap } from '../../src/host/idmap-helpers.js';
 import { parseGetsubidsOutput, parseSubidFile, subidServices } from '../../src/host/subids.js';
 import { done, fakeExecutor, fakePaths, healthyMachine, runCheck, uninstall, removeFakePaths } from './host-fake.js';
@@ -46,6 +46,8 @@ test('user namespaces: Ubuntu 24.04 AppArmor restriction fails with a profile na
   t.true(result!.fix!.includes(`profile nook-exec ${fakeExecutor} flags=(unconfined) {`));
   t.regex(result!.fix!, /^ {2}userns,$/m);
   t.regex(result!.fix!, /sudo apparmor_parser -r \/etc\/apparmor\.d\/nook/);
+  // the image store's unshare needs the same permission
+  t.true(result!.fix!.includes('profile nook-unshare /usr/bin/unshare flags=(unconfined) {'));
 });
 
 test('user namespaces: the AppArmor restriction is ok once nook\'s profile is installed', async (t) => {
@@ -53,6 +55,9 @@ test('user namespaces: the AppArmor restriction is ok once nook\'s profile is in
   machine.files.set('/proc/sys/kernel/apparmor_restrict_unprivileged_userns', '1\n');
   machine.files.set('/sys/module/apparmor/parameters/enabled', 'Y\n');
   machine.files.set('/etc/apparmor.d/nook', `abi <abi/4.0>,\nprofile nook-exec ${fakeExecutor} flags=(unconfined) {\n  userns,\n}\n`);
+  // the executor alone is not enough: unshare is missing from the profile
+  t.is((await runCheck(checkUserNamespaces, machine, paths))?.status, 'fail');
+  machine.files.set('/etc/apparmor.d/nook', `${machine.files.get('/etc/apparmor.d/nook')}profile nook-unshare /usr/bin/unshare flags=(unconfined) {\n  userns,\n}\n`);
   const result = await runCheck(checkUserNamespaces, machine, paths);
   t.is(result?.status, 'ok');
 });
@@ -79,6 +84,32 @@ test('user namespaces: without unshare the sysctls alone decide', async (t) => {
   const result = await runCheck(checkUserNamespaces, machine, paths);
   t.is(result?.status, 'ok');
   t.regex(result!.detail, /not tried/);
+});
+
+// ---- util-linux unshare (the image store's user namespaces)
+
+test('unshare: 2.38+ is ok', async (t) => {
+  const result = await runCheck(checkUnshare, healthyMachine(paths), paths);
+  t.is(result?.status, 'ok');
+  t.is(result!.detail, '/usr/bin/unshare (util-linux 2.39)');
+});
+
+test('unshare: missing fails (images cannot be unpacked) with the install command', async (t) => {
+  const machine = healthyMachine(paths);
+  uninstall(machine, 'unshare');
+  const result = await runCheck(checkUnshare, machine, paths);
+  t.is(result?.status, 'fail');
+  t.is(result!.fix, 'sudo apt-get install util-linux');
+});
+
+test('unshare: 2.37 (Ubuntu 22.04) fails for a user with subordinate ids, is ok without', async (t) => {
+  const machine = healthyMachine(paths);
+  machine.commands.set('/usr/bin/unshare', () => done('unshare from util-linux 2.37.2\n'));
+  const result = await runCheck(checkUnshare, machine, paths);
+  t.is(result?.status, 'fail');
+  t.regex(result!.detail, /lacks --map-users/);
+  machine.files.set('/etc/subuid', '');
+  t.is((await runCheck(checkUnshare, machine, paths))?.status, 'ok');
 });
 
 // ---- subordinate ids
