@@ -62,6 +62,23 @@ test('doctor --json: exit 0, no failure, and the real subordinate range', async 
   t.true(byId.get('storage-filesystem')!.detail.startsWith(store.root), byId.get('storage-filesystem')!.detail);
 });
 
+test('doctor exits 1 when a container cannot run: a storage root the user cannot create', async (t) => {
+  const store = await tempStore(t);
+  // "/" is root's: the storage root under it cannot be created by the test user
+  const result = await runNook(['doctor', '--json'], { ...store, root: '/nook-doctor-not-yours' });
+  t.is(result.exitCode, 1, describe(result));
+  const report = JSON.parse(result.stdout) as { ok: boolean; checks: Check[] };
+  t.false(report.ok);
+  const storage = report.checks.find((c) => c.id === 'storage-filesystem')!;
+  t.is(storage.status, 'fail');
+  t.regex(storage.detail, /not writable/);
+  t.regex(storage.fix!, /sudo install -d -o \S+ -m 0700 \/nook-doctor-not-yours/);
+  const text = await runNook(['doctor'], { ...store, root: '/nook-doctor-not-yours' });
+  t.is(text.exitCode, 1);
+  t.regex(text.stdout, /^FAIL storage directory: /m);
+  t.regex(text.stdout, /No container can run here: 1 problem to fix/);
+});
+
 test('doctor text output: plain marks when not a TTY, one summary line', async (t) => {
   const store = await tempStore(t);
   const result = await runNook(['doctor'], store);

@@ -120,6 +120,16 @@ test('subuid: a full range is ok and is described', async (t) => {
   t.is(result!.detail, 'alice: 100000-165535 (65536 ids) from /etc/subuid');
 });
 
+test('subuid: root needs no range', async (t) => {
+  const machine = healthyMachine(paths);
+  machine.uid = 0;
+  machine.userName = 'root';
+  machine.files.set('/etc/subuid', '');
+  const result = await runCheck(checkSubuids, machine, paths);
+  t.is(result?.status, 'ok');
+  t.regex(result!.detail, /not needed/);
+});
+
 test('subuid: an entry by numeric uid counts as the user\'s', async (t) => {
   const machine = healthyMachine(paths);
   machine.files.set('/etc/subuid', '1000:300000:65536\n');
