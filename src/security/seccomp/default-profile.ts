@@ -53,7 +53,7 @@ export const DEFAULT_DENIALS: readonly Denial[] = [
   { names: ['reboot'], errno: EPERM, unlessCapability: ['CAP_SYS_BOOT'], why: 'in a pid namespace it only kills the container, but needs CAP_SYS_BOOT (as Docker)' },
   { names: ['init_module', 'finit_module', 'delete_module'], errno: EPERM, unlessCapability: ['CAP_SYS_MODULE'], why: 'kernel modules are host-wide' },
   { names: ['create_module', 'get_kernel_syms', 'query_module', 'uselib', 'nfsservctl', '_sysctl', 'vm86', 'vm86old'], errno: EPERM, why: 'obsolete or legacy interfaces with a history of bugs, unused by current software' },
-  { names: ['keyctl', 'add_key', 'request_key'], errno: EPERM, why: 'the kernel keyring is not namespaced: keys could leak between containers and host (as Docker)' },
+  { names: ['keyctl', 'add_key', 'request_key'], errno: EPERM, why: 'keyrings are not namespaced and nook gives a container no session keyring of its own, so the host user\'s keys would be reachable (as Docker; podman allows keyctl because it creates one keyring per container)' },
   { names: ['bpf'], errno: EPERM, unlessCapability: ['CAP_SYS_ADMIN', 'CAP_BPF'], why: 'eBPF is a large kernel attack surface (as Docker)' },
   { names: ['perf_event_open'], errno: EPERM, unlessCapability: ['CAP_SYS_ADMIN', 'CAP_PERFMON'], why: 'performance counters observe the whole host and have had many bugs (as Docker)' },
   { names: ['userfaultfd'], errno: EPERM, why: 'makes kernel race conditions reliably exploitable; almost nothing needs it (as Docker)' },

@@ -1,9 +1,10 @@
 /**
  * seccomp for nook: profiles (nook's default, Docker/podman/OCI JSON files)
- * -> OCI linux.seccomp -> a BPF program the executor loads with seccomp(2).
+ * -> OCI linux.seccomp (stored in the container's spec) -> a BPF program the
+ * executor loads with seccomp(2) right before execve.
  *
  *   const config = await seccompConfigForOption(opt, { capabilities: caps.bounding });
- *   const plan.process.seccompFilter = config ? compileSeccomp(config).hex : null;
+ *   plan.process.seccompFilter = config ? compileSeccomp(config).hex : null;
  */
 export { compileSeccomp, actionValue, type CompiledSeccomp } from './compiler.js';
 export { defaultSeccompConfig, DEFAULT_DENIALS, type Denial, type DefaultProfileOptions } from './default-profile.js';
