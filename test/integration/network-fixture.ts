@@ -1,0 +1,128 @@
+/**
+ * A network namespace made the way a container's is, without the executor:
+ * `unshare -Urn --fork sleep` gives a process in a new user and network
+ * namespace. The unshare process plays the executor's monitor: it holds the
+ * child end of the lifeline (an extra stdio pipe, inherited by its child too),
+ * and the test keeps nook's end to hand to attachNetwork.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+
+export interface NamespaceHolder {
+  /** the unshare process: the "monitor" */
+  monitor: ChildProcess;
+  /** the process inside the new namespaces: the "container" */
+  pid: number;
+  /** nook's end of the lifeline, for attachNetwork */
+  lifeline: Socket;
+  dir: string;
+  /** kills both processes (SIGKILL) and removes the directory */
+  destroy(): void;
+}
+
+export function requireTool(path: string): void {
+  if (!existsSync(path)) throw new Error(`${path} is missing: install it (Debian: apt install ${path.endsWith('busybox') ? 'busybox-static' : path.split('/').pop()})`);
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+export async function makeNamespaceHolder(seconds = 120): Promise<NamespaceHolder> {
+  const monitor = spawn('unshare', ['-Urn', '--fork', 'sleep', String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+  const monitorPid = monitor.pid;
+  if (monitorPid === undefined) throw new Error('unshare did not start');
+  let pid = 0;
+  for (let i = 0; i < 200 && !pid; i++) {
+    try {
+      pid = Number(readFileSync(`/proc/${monitorPid}/task/${monitorPid}/children`, 'utf8').trim().split(' ')[0]) || 0;
+      // the child exists before it has unshared; wait until its net namespace differs from ours
+      if (pid && [readLink('/proc/self/ns/net'), ''].includes(readLink(`/proc/${pid}/ns/net`))) pid = 0;
+    } catch {
+      pid = 0;
+    }
+    if (!pid) await sleep(10);
+  }
+  if (!pid) throw new Error('the namespace holder did not start');
+  const dir = mkdtempSync(join(tmpdir(), 'nook-nettest-'));
+  const lifeline = monitor.stdio[3] as Socket;
+  return {
+    monitor,
+    pid,
+    lifeline,
+    dir,
+    destroy() {
+      for (const p of [pid, monitorPid]) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      lifeline.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function readLink(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
+
+/** Runs a command inside the holder's user and network namespaces. */
+export function inNamespace(pid: number, command: string[], options: { stdio?: 'pipe' | 'ignore' } = {}): ChildProcess {
+  return spawn('nsenter', ['-t', String(pid), '-U', '-n', '--preserve-credentials', ...command], { stdio: options.stdio ?? 'pipe' });
+}
+
+/** Resolves with the process's stdout when it exits. */
+export function output(child: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** State letter of /proc/PID/stat, or null when the process is gone (a zombie counts as gone). */
+export function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X' ? null : state;
+  } catch {
+    return null;
+  }
+}
+
+export async function waitGone(pid: number, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (processState(pid) === null) return true;
+    await sleep(20);
+  }
+  return processState(pid) === null;
+}
+
+/** Every slirp4netns of this user whose command line names `pid` as its target. */
+export function slirpProcessesFor(pid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('slirp4netns') && argv.includes(String(pid)) && processState(Number(entry)) !== null) found.push(Number(entry));
+    } catch {
+      // raced with an exit
+    }
+  }
+  return found;
+}
