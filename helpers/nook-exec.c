@@ -18,6 +18,9 @@
  *         {"type":"step",...} (trace only), {"type":"created",...} (hold only),
  *         {"type":"started",...},
  *         {"type":"error",...}, {"type":"exited",...} (foreground only).
+ *   fd 5+ optional lifelines (ExecutorOptions.extraFds): held by the monitor
+ *         (and the setup process, its fork) until they exit; no program they
+ *         start inherits them.
  *   `nook-exec --decode` reads a plan on stdin and prints it back as JSON
  *   (used by the unit tests of the encoder).
  *
@@ -1470,21 +1473,13 @@ static const char *env_value(const struct strv *env, const char *name) {
     return NULL;
 }
 
-static bool is_executable_file(const char *path, int *err) {
+/* 0: an executable file; EACCES: a file that cannot be executed; else: nothing usable there
+ * (a directory of PATH we may not search counts as nothing, as for a shell). */
+static int check_executable(const char *path) {
     struct stat st;
-    if (stat(path, &st) < 0) {
-        *err = errno;
-        return false;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        *err = EACCES;
-        return false;
-    }
-    if (access(path, X_OK) < 0) {
-        *err = errno;
-        return false;
-    }
-    return true;
+    if (stat(path, &st) < 0) return ENOENT;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0) return EACCES;
+    return 0;
 }
 
 /* execvp's search, done before execve so the trace can show the real path and
@@ -1500,8 +1495,8 @@ static const char *find_executable(const struct plan *plan, char *buf, size_t si
         size_t dir_len = end ? (size_t)(end - path) : strlen(path);
         if (dir_len == 0) snprintf(buf, size, "%s", name); /* an empty entry is the cwd */
         else snprintf(buf, size, "%.*s/%s", (int)dir_len, path, name);
-        int err = 0;
-        if (is_executable_file(buf, &err)) return buf;
+        int err = check_executable(buf);
+        if (err == 0) return buf;
         if (err == EACCES) denied = true;
         if (!end) break;
         path = end + 1;
@@ -2193,6 +2188,8 @@ int main(int argc, char **argv) {
         return EXIT_INTERNAL;
     }
     g.status_fd = STATUS_FD;
+    /* fds 5.. are the monitor's lifelines: held here until exit, inherited by no program. */
+    close_range(PLAN_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC);
     size_t len = 0;
     const char *error = NULL;
     char *buf = read_plan(PLAN_FD, &len, &error);

@@ -31,6 +31,13 @@ export interface ExecutorOptions {
   onTrace?: (text: string) => void;
   /** Another nook-exec binary (tests). */
   executorPath?: string;
+  /**
+   * Descriptors the monitor inherits as fds 5, 6, ... and holds for the
+   * container's lifetime (the container itself closes them at execve): e.g. the
+   * write end of slirp4netns's --exit-fd pipe, so the helper ends with the
+   * container even when nook is killed.
+   */
+  extraFds?: number[];
 }
 
 export interface ContainerPids {
@@ -69,6 +76,8 @@ export interface ExecutorHandle {
   readonly started: Promise<ContainerPids>;
   /** Foreground: how the container ended. Rejects as `started` does when it never ran. Detached: never settles. */
   readonly exit: Promise<ContainerExit>;
+  /** The executor process itself has exited (its exit status is the container's, or the error's exit code). */
+  readonly monitorExit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The container's stdio when 'pipe' was asked for. */
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
@@ -121,10 +130,11 @@ function deferred<T>(): Deferred<T> {
 
 function stdioFor(options: ExecutorOptions, detached: boolean): StdioOptions {
   // Detached: the monitor connects the container to its log itself.
-  if (detached) return ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'];
+  const extra = options.extraFds ?? [];
+  if (detached) return ['ignore', 'ignore', 'ignore', 'pipe', 'pipe', ...extra];
   const s = options.stdio ?? 'inherit';
   const three = Array.isArray(s) ? s : [s, s, s];
-  return [...three, 'pipe', 'pipe'];
+  return [...three, 'pipe', 'pipe', ...extra];
 }
 
 /**
@@ -153,6 +163,7 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
   const created = deferred<ContainerPids>();
   const started = deferred<ContainerPids>();
   const exit = deferred<ContainerExit>();
+  const monitorExit = deferred<{ code: number | null; signal: NodeJS.Signals | null }>();
   let failure: NookError | undefined;
 
   const failAll = (error: NookError) => {
@@ -213,8 +224,12 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
   statusStream.on('error', () => {});
   control.on('error', () => {}); // EPIPE when the executor failed before reading the plan
 
-  child.on('error', (error) => failAll(new NookError(`cannot start the executor ${path}: ${error.message}`, { cause: error })));
+  child.on('error', (error) => {
+    failAll(new NookError(`cannot start the executor ${path}: ${error.message}`, { cause: error }));
+    monitorExit.resolve({ code: null, signal: null });
+  });
   child.on('exit', (code, signal) => {
+    monitorExit.resolve({ code, signal });
     // Status lines may still be buffered: settle once the pipe has been read to the end.
     const settle = () => {
       if (failure || exit.settled) return;
@@ -242,6 +257,7 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
       created: created.promise,
       started: started.promise,
       exit: exit.promise,
+      monitorExit: monitorExit.promise,
       stdin: child.stdin,
       stdout: child.stdout,
       stderr: child.stderr,
