@@ -170,8 +170,11 @@ make_readable() {
 }
 
 # A cgroup for the run, so that what the tests leave running can be found and
-# killed. On a pure cgroup v2 host each user's part is delegated to that user
-# (as systemd delegates a user's slice) and exported as NOOK_TEST_CGROUP.
+# killed. On a pure cgroup v2 host each user's part (nook-test.PID/main,
+# .../nosubid) is delegated to that user, as systemd delegates a user's
+# service, with the cpu, cpuset, io, memory and pids controllers available,
+# and exported as NOOK_TEST_CGROUP; ava itself runs in its child "harness".
+# On a hybrid host the v2 hierarchy without controllers only tracks processes.
 setup_tracking_cgroup() {
   local base
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
@@ -187,7 +190,17 @@ setup_tracking_cgroup() {
     TRACK_CGROUP="$base/nook-test.$$"
   else
     say "warning: cannot create a cgroup under $base: processes the tests leave running will not be killed"
+    return 0
   fi
+  if [ "$CGROUP_V2" = 1 ]; then
+    # Hand the usual delegated controllers down, so the users' cgroups can set limits.
+    local controller
+    for controller in cpu cpuset io memory pids; do
+      grep -qw "$controller" "$TRACK_CGROUP/cgroup.controllers" &&
+        { echo "+$controller" > "$TRACK_CGROUP/cgroup.subtree_control" 2>/dev/null || say "warning: cannot enable the $controller controller for the tests"; }
+    done
+  fi
+  return 0
 }
 
 # Prints the leaf cgroup the user's ava joins (NAME/harness), delegating NAME to the user.
@@ -196,12 +209,16 @@ user_cgroup() {
   [ -n "$TRACK_CGROUP" ] || return 0
   dir="$TRACK_CGROUP/$name"
   mkdir -p "$dir/harness"
-  chown "$user:" "$dir" "$dir/harness"
-  local f
-  for f in cgroup.procs cgroup.threads cgroup.subtree_control; do
-    [ -e "$dir/$f" ] && chown "$user:" "$dir/$f"
-    [ -e "$dir/harness/$f" ] && chown "$user:" "$dir/harness/$f"
-  done
+  if [ "$CGROUP_V2" = 1 ]; then
+    # Delegated as systemd delegates a user's service: the directory and the
+    # files that move processes and enable controllers belong to the user.
+    chown "$user:" "$dir" "$dir/harness"
+    local f
+    for f in cgroup.procs cgroup.threads cgroup.subtree_control; do
+      [ ! -e "$dir/$f" ] || chown "$user:" "$dir/$f"
+      [ ! -e "$dir/harness/$f" ] || chown "$user:" "$dir/harness/$f"
+    done
+  fi
   echo "$dir/harness"
 }
 

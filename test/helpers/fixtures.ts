@@ -96,8 +96,11 @@ export function testRegistry(): TestRegistry {
 }
 
 /**
- * A cgroup v2 directory delegated to the test user by the harness (run as
- * root on a pure cgroup v2 host), or undefined when there is none.
+ * A cgroup v2 directory delegated to the test user by the harness (started as
+ * root on a pure cgroup v2 host; cpu, cpuset, io, memory and pids available
+ * where the host has them), or undefined when there is none. ava runs in its
+ * child "harness", so the directory itself holds no process and its
+ * cgroup.subtree_control can be written.
  */
 export function delegatedCgroup(): string | undefined {
   return process.env.NOOK_TEST_CGROUP || undefined;
