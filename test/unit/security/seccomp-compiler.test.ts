@@ -369,9 +369,9 @@ test('hex is sock_filter structs, 8 little-endian bytes each, and decodes back',
   t.is(c.hex.length, c.instructions.length * 16);
   // ld [4]: code 0x0020, jt 0, jf 0, k 4
   t.true(c.hex.startsWith('2000000004000000'));
-  // jeq AUDIT_ARCH_X86_64 (0xc000003e)
-  t.is(c.hex.slice(16, 24), '15000000'.slice(0, 4) + c.hex.slice(20, 24));
-  t.is(c.hex.slice(24, 32), '3e0000c0');
+  // jeq AUDIT_ARCH_X86_64 (0xc000003e), true: skip the `ret KILL_PROCESS` that follows
+  t.is(c.hex.slice(16, 32), '150001003e0000c0');
+  t.is(c.hex.slice(32, 48), '0600000000000080');
   t.deepEqual(decodeFilter(c.hex), c.instructions);
   t.is(encodeFilter(decodeFilter(c.hex)), c.hex);
   t.throws(() => decodeFilter('abc'), { instanceOf: NookError });
