@@ -5,15 +5,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { arch } from 'node:os';
+import { buildIdMapping } from '../idmap/mapping.js';
 import type { NookPaths } from '../lib/paths.js';
 import type { IdMapEntry } from '../runtime/plan.js';
 import { decideCgroupManager, type CgroupManagerChoice } from './cgroup-manager.js';
 import { executorPath, packageRoot } from './executor-location.js';
 import { HostFacts } from './facts.js';
-import { helperUsable } from './idmap-helpers.js';
 import { decideNetworkMode, type NetworkModeChoice } from './network-mode.js';
 import { decideStorageDriver, type StorageDriverChoice } from './storage-driver.js';
-import type { SubidRange } from './subids.js';
 import { realHostView, type HostView } from './view.js';
 
 export interface ToolInfo {
@@ -32,7 +31,7 @@ export interface HostInfo {
     user: string;
     uidMap: IdMapEntry[];
     gidMap: IdMapEntry[];
-    /** why the maps are what they are (single mapping without subids or helpers) */
+    /** why the maps are what they are: the runtime's warnings (single mapping...) or where the ranges came from */
     mapping: string;
   };
   paths: { root: string; runRoot: string };
@@ -91,17 +90,6 @@ async function toolInfo(view: HostView, name: string): Promise<ToolInfo> {
   return { path, version };
 }
 
-/** The maps nook writes: root inside is the user; 1.. are the subordinate ranges, in order. */
-export function rootlessMaps(id: number, ranges: SubidRange[]): IdMapEntry[] {
-  const map: IdMapEntry[] = [{ inside: 0, outside: id, count: 1 }];
-  let inside = 1;
-  for (const range of ranges) {
-    map.push({ inside, outside: range.start, count: range.count });
-    inside += range.count;
-  }
-  return map;
-}
-
 export async function gatherInfo(paths: NookPaths, options: { view?: HostView } = {}): Promise<HostInfo> {
   const view = options.view ?? realHostView();
   const facts = new HostFacts(view, paths, { executorPath: executorPath() });
@@ -118,12 +106,14 @@ export async function gatherInfo(paths: NookPaths, options: { view?: HostView } 
     Promise.all(toolNames.map((name) => toolInfo(view, name))),
   ]);
 
-  const multi = subids.uids.ranges.length > 0 && subids.gids.ranges.length > 0 && helperUsable(uidHelper) && helperUsable(gidHelper);
-  const mapping = multi
-    ? `subordinate ids from ${subids.uids.origin} and ${subids.gids.origin}, written by newuidmap/newgidmap`
-    : subids.uids.ranges.length === 0 || subids.gids.ranges.length === 0
-      ? `single mapping: no subordinate ids for ${facts.user} (see nook doctor)`
-      : 'single mapping: newuidmap/newgidmap are missing or not privileged (see nook doctor)';
+  // the mapping the runtime will use, computed by the runtime's own rules
+  const mapping = buildIdMapping(
+    { name: view.userName, uid: view.uid, gid: view.gid },
+    { uids: subids.uids.ranges, gids: subids.gids.ranges },
+    { newuidmap: uidHelper.path, newgidmap: gidHelper.path },
+  );
+  const origins = [...new Set([subids.uids.origin, subids.gids.origin])].join(' and ');
+  const why = mapping.warnings.length > 0 ? mapping.warnings.join('; ') : view.uid === 0 ? 'real root: ids map to themselves' : `subordinate ids from ${origins}, written by newuidmap/newgidmap`;
 
   return {
     nook: { version, executor: facts.options.executorPath },
@@ -133,9 +123,9 @@ export async function gatherInfo(paths: NookPaths, options: { view?: HostView } 
       uid: view.uid,
       gid: view.gid,
       user: facts.user,
-      uidMap: rootlessMaps(view.uid, multi ? subids.uids.ranges : []),
-      gidMap: rootlessMaps(view.gid, multi ? subids.gids.ranges : []),
-      mapping,
+      uidMap: mapping.uidMap,
+      gidMap: mapping.gidMap,
+      mapping: why,
     },
     paths: { root: paths.root, runRoot: paths.runRoot },
     storage: decideStorageDriver(storage),

@@ -3,18 +3,17 @@
  * the user, where they came from, and whether another user's range overlaps
  * (then two users' containers share host ids and can read each other's files).
  *
- * Parsing /etc/subuid and asking `getsubids` is src/idmap's job; this module
- * only judges. It is written against `SubidSource` so that doctor's view of
- * the machine stays injectable.
+ * Parsing is src/idmap's (the same rules the runtime applies); this module
+ * reads through the HostView, so that doctor's unit tests can describe any
+ * machine, and follows the runtime's order: the files first, then
+ * `getsubids` when they say nothing about the user.
  */
+import { parseGetsubidsOutput, parseSubidFile, type SubidRange } from '../idmap/subids.js';
 import type { HostView } from './view.js';
 
-export type SubidKind = 'uid' | 'gid';
+export type { SubidRange } from '../idmap/subids.js';
 
-export interface SubidRange {
-  start: number;
-  count: number;
-}
+export type SubidKind = 'uid' | 'gid';
 
 export interface SubidEntry extends SubidRange {
   /** the user name or numeric uid as written in the file */
@@ -22,14 +21,14 @@ export interface SubidEntry extends SubidRange {
 }
 
 export interface SubidLookup {
-  /** 'files': /etc/subuid or /etc/subgid; 'nss': getsubids, where nsswitch.conf serves subid from LDAP/SSSD/FreeIPA */
+  /** 'files': /etc/subuid or /etc/subgid; 'nss': getsubids (nsswitch.conf's subid service: LDAP, SSSD, FreeIPA) */
   source: 'files' | 'nss';
   /** the file read or the command run, for messages */
   origin: string;
   ranges: SubidRange[];
-  /** every entry of the database when it can be listed (files only), to find overlaps */
+  /** every entry of the file, to find overlaps; null when the ranges came from getsubids (it cannot list others) */
   allEntries: SubidEntry[] | null;
-  /** why the lookup itself failed (unreadable file, getsubids missing), null when it worked */
+  /** why the lookup itself failed (unreadable file, getsubids missing where nsswitch needs it), null when it worked */
   error: string | null;
 }
 
@@ -50,29 +49,6 @@ export interface SubidFacts {
 /** The number of ids a typical image needs (0..65535): less and some image files cannot be owned. */
 export const fullRangeSize = 65536;
 
-/** Parses subuid/subgid lines: `name:start:count`; comments, blank and malformed lines are skipped. */
-export function parseSubidFile(text: string): SubidEntry[] {
-  const entries: SubidEntry[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const [owner, start, count] = line.split(':');
-    if (!owner || !start || !count || !/^\d+$/.test(start) || !/^\d+$/.test(count)) continue;
-    entries.push({ owner, start: Number(start), count: Number(count) });
-  }
-  return entries;
-}
-
-/** Parses `getsubids [-g] USER` output: `0: user 100000 65536` per range. */
-export function parseGetsubidsOutput(text: string): SubidRange[] {
-  const ranges: SubidRange[] = [];
-  for (const line of text.split('\n')) {
-    const match = /^\s*\d+:\s+\S+\s+(\d+)\s+(\d+)\s*$/.exec(line);
-    if (match) ranges.push({ start: Number(match[1]), count: Number(match[2]) });
-  }
-  return ranges;
-}
-
 /** nsswitch.conf services for the `subid` database, e.g. ['sss']; [] when it is not configured (files). */
 export function subidServices(nsswitch: string | null): string[] {
   for (const raw of (nsswitch ?? '').split('\n')) {
@@ -91,26 +67,37 @@ function overlapping(a: SubidRange, b: SubidRange): boolean {
   return a.start < b.start + b.count && b.start < a.start + a.count;
 }
 
+/** Every entry of a subid file, each owner's ranges parsed by idmap's rules. */
+function allEntriesOf(text: string): SubidEntry[] {
+  const owners = new Set(text.split('\n').map((line) => line.trim().split(':')[0] ?? '').filter((o) => o && !o.startsWith('#')));
+  // uid -1 matches no numeric owner: each owner is matched by the name field alone
+  return [...owners].flatMap((owner) => parseSubidFile(text, { name: owner, uid: -1 }).map((range) => ({ owner, ...range })));
+}
+
+async function askGetsubids(view: HostView, kind: SubidKind, user: string | null, required: boolean): Promise<SubidLookup | null> {
+  const origin = `getsubids${kind === 'gid' ? ' -g' : ''} ${user ?? view.uid}`;
+  const getsubids = await view.which('getsubids');
+  if (!getsubids) return required ? { source: 'nss', origin, ranges: [], allEntries: null, error: 'getsubids is not installed, and nsswitch.conf serves subordinate ids from another service' } : null;
+  const result = await view.run(getsubids, [...(kind === 'gid' ? ['-g'] : []), user ?? String(view.uid)], { timeoutMs: 5000 });
+  // getsubids exits 1 both for "no ranges" and for errors; an empty stdout is "no ranges"
+  const ranges = parseGetsubidsOutput(result.stdout);
+  if (ranges.length === 0 && !required) return null;
+  return { source: 'nss', origin, ranges, allEntries: null, error: result.failure ? `${origin}: ${result.failure}` : null };
+}
+
 async function lookup(view: HostView, kind: SubidKind, user: string | null, nss: boolean): Promise<SubidLookup> {
-  if (nss) {
-    const getsubids = await view.which('getsubids');
-    const origin = `getsubids${kind === 'gid' ? ' -g' : ''} ${user ?? view.uid}`;
-    if (!getsubids) return { source: 'nss', origin, ranges: [], allEntries: null, error: 'getsubids is not installed (package uidmap or shadow-utils-subid)' };
-    const result = await view.run(getsubids, [...(kind === 'gid' ? ['-g'] : []), user ?? String(view.uid)], { timeoutMs: 5000 });
-    // getsubids exits 1 both for "no ranges" and for errors; an empty stdout is "no ranges"
-    const ranges = parseGetsubidsOutput(result.stdout);
-    const error = result.failure ? `${origin}: ${result.failure}` : null;
-    return { source: 'nss', origin, ranges, allEntries: null, error };
-  }
   const origin = kind === 'uid' ? '/etc/subuid' : '/etc/subgid';
   const text = await view.readFile(origin);
-  if (text === null) {
-    const exists = (await view.stat(origin)) !== null;
-    return { source: 'files', origin, ranges: [], allEntries: exists ? null : [], error: exists ? `${origin} is not readable` : null };
-  }
-  const all = parseSubidFile(text);
-  const ranges = all.filter((e) => belongsTo(e, user, view.uid)).map(({ start, count }) => ({ start, count }));
-  return { source: 'files', origin, ranges, allEntries: all, error: null };
+  const exists = text !== null || (await view.stat(origin)) !== null;
+  const all = text === null ? [] : allEntriesOf(text);
+  const ranges = text === null ? [] : parseSubidFile(text, { name: user, uid: view.uid });
+  if (ranges.length > 0) return { source: 'files', origin, ranges, allEntries: all, error: null };
+  // the runtime stops at a file it cannot read, so doctor does too
+  if (text === null && exists) return { source: 'files', origin, ranges: [], allEntries: null, error: `${origin} is not readable` };
+  // as the runtime does: the files say nothing about the user, so ask getsubids
+  const fromNss = await askGetsubids(view, kind, user, nss);
+  if (fromNss) return fromNss;
+  return { source: 'files', origin, ranges: [], allEntries: all, error: null };
 }
 
 function findOverlaps(kind: SubidKind, found: SubidLookup, user: string | null, uid: number): SubidOverlap[] {

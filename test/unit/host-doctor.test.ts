@@ -4,7 +4,7 @@ import { renderInfo } from '../../src/cli/commands/info.js';
 import type { Check } from '../../src/host/check.js';
 import { installCommand, parseOsRelease } from '../../src/host/distribution.js';
 import { allChecks, runDoctor } from '../../src/host/doctor.js';
-import { gatherInfo, rootlessMaps, versionFrom } from '../../src/host/info.js';
+import { gatherInfo, versionFrom } from '../../src/host/info.js';
 import { fakeExecutor, fakePaths, fakeView, healthyMachine, NFS, uninstall, removeFakePaths } from './host-fake.js';
 
 test.after.always(removeFakePaths);
@@ -107,31 +107,28 @@ test('info: versions, maps, choices with reasons', async (t) => {
   t.regex(text, /storage: +overlay \(userxattr\)/);
 });
 
-test('info: without subordinate ids or without privileged helpers the map is single', async (t) => {
+test('info: the runtime\'s mapping: single without subordinate ids or without the helper', async (t) => {
   const paths = fakePaths();
   const machine = healthyMachine(paths);
   machine.files.set('/etc/subuid', '');
+  machine.files.set('/etc/subgid', '');
   const noIds = await gatherInfo(paths, { view: fakeView(machine) });
   t.deepEqual(noIds.rootless.uidMap, [{ inside: 0, outside: 1000, count: 1 }]);
   t.deepEqual(noIds.rootless.gidMap, [{ inside: 0, outside: 1000, count: 1 }]);
-  t.regex(noIds.rootless.mapping, /no subordinate ids/);
+  t.regex(noIds.rootless.mapping, /no subordinate ids for alice.*single id mapping/);
 
   const machine2 = healthyMachine(paths);
   uninstall(machine2, 'newgidmap');
   const noHelper = await gatherInfo(paths, { view: fakeView(machine2) });
-  t.is(noHelper.rootless.uidMap.length, 1);
-  t.regex(noHelper.rootless.mapping, /newuidmap\/newgidmap are missing/);
+  t.is(noHelper.rootless.uidMap.length, 2);
+  t.deepEqual(noHelper.rootless.gidMap, [{ inside: 0, outside: 1000, count: 1 }]);
+  t.regex(noHelper.rootless.mapping, /newgidmap is not installed/);
 });
 
 test('helpers: versionFrom, rootlessMaps, os-release, install commands', (t) => {
   t.is(versionFrom('fusermount3 version: 3.14.0\nfuse-overlayfs: version 1.10\n', 'fuse-overlayfs'), '1.10');
   t.is(versionFrom('unshare from util-linux 2.38.1\n', 'unshare'), '2.38.1');
   t.is(versionFrom('usage: newuidmap <pid> <uid>\n', 'newuidmap'), null);
-  t.deepEqual(rootlessMaps(1000, [{ start: 100000, count: 10 }, { start: 300000, count: 5 }]), [
-    { inside: 0, outside: 1000, count: 1 },
-    { inside: 1, outside: 100000, count: 10 },
-    { inside: 11, outside: 300000, count: 5 },
-  ]);
   const ubuntu = parseOsRelease('NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nPRETTY_NAME="Ubuntu 24.04 LTS"\nVERSION_ID="24.04"\n');
   t.is(ubuntu.prettyName, 'Ubuntu 24.04 LTS');
   t.is(installCommand(ubuntu, 'newgidmap'), 'sudo apt-get install uidmap');

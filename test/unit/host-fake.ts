@@ -104,12 +104,21 @@ export function healthyMachine(paths: NookPaths): FakeMachine {
       ['/usr/bin/fuse-overlayfs', () => done('fuse-overlayfs: version 1.10\n', 0, 'fusermount3 version: 3.14.0\n')],
       ['/usr/bin/systemctl', () => done('Version=252.22-1~deb12u1\n')],
       ['/usr/sbin/getcap', () => done('')],
-      ['/usr/bin/getsubids', () => done('0: alice 100000 65536\n')],
+      // with nsswitch's files backend getsubids answers from the same files
+      ['/usr/bin/getsubids', (args) => getsubidsFromFiles(machine, args)],
       ['/usr/bin/dpkg-query', (args) => (args[0] === '-S' ? done(`uidmap: ${args[1]}\n`) : done('1:4.13+dfsg1-1'))],
     ]),
     runs: [],
   };
   return machine;
+}
+
+function getsubidsFromFiles(machine: FakeMachine, args: string[]): CommandResult {
+  const group = args[0] === '-g';
+  const user = args[group ? 1 : 0]!;
+  const lines = (machine.files.get(group ? '/etc/subgid' : '/etc/subuid') ?? '').split('\n').filter((l) => l.startsWith(`${user}:`));
+  if (lines.length === 0) return done('', 1, 'Error fetching ranges\n');
+  return done(lines.map((l, i) => `${i}: ${user} ${l.split(':')[1]} ${l.split(':')[2]}`).join('\n') + '\n');
 }
 
 function basename(path: string): string {

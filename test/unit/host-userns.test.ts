@@ -1,7 +1,7 @@
 import test from 'ava';
 import { checkNewgidmap, checkNewuidmap, checkSubgids, checkSubuids, checkUnshare, checkUserNamespaces, suggestFreeRange } from '../../src/host/checks-userns.js';
 import { parseGetcap } from '../../src/host/idmap-helpers.js';
-import { parseGetsubidsOutput, parseSubidFile, subidServices } from '../../src/host/subids.js';
+import { subidServices } from '../../src/host/subids.js';
 import { done, fakeExecutor, fakePaths, healthyMachine, runCheck, uninstall, removeFakePaths } from './host-fake.js';
 
 test.after.always(removeFakePaths);
@@ -194,6 +194,7 @@ test('subuid: nsswitch serving subid from SSSD asks getsubids', async (t) => {
 test('subgid: getsubids -g with no range on an LDAP site says to ask the administrator', async (t) => {
   const machine = healthyMachine(paths);
   machine.files.set('/etc/nsswitch.conf', 'subid: sss\n');
+  machine.files.set('/etc/subgid', '');
   machine.commands.set('/usr/bin/getsubids', () => done('', 1, 'Error fetching ranges\n'));
   const result = await runCheck(checkSubgids, machine, paths);
   t.is(result?.status, 'warn');
@@ -205,24 +206,34 @@ test('subgid: getsubids -g with no range on an LDAP site says to ask the adminis
 test('subuid: nsswitch without getsubids installed warns with the install command', async (t) => {
   const machine = healthyMachine(paths);
   machine.files.set('/etc/nsswitch.conf', 'subid: sss\n');
+  machine.files.delete('/etc/subuid');
   uninstall(machine, 'getsubids');
   const result = await runCheck(checkSubuids, machine, paths);
   t.is(result?.status, 'warn');
   t.is(result!.fix, 'sudo apt-get install uidmap');
 });
 
-test('subid parsers: files, getsubids output, nsswitch', (t) => {
-  t.deepEqual(parseSubidFile('# comment\n\nalice:100000:65536\nbroken\nbob:x:1\n1001:5:6\n'), [
-    { owner: 'alice', start: 100000, count: 65536 },
-    { owner: '1001', start: 5, count: 6 },
-  ]);
-  t.deepEqual(parseGetsubidsOutput('0: alice 100000 65536\n1: alice 300000 10\n'), [
-    { start: 100000, count: 65536 },
-    { start: 300000, count: 10 },
-  ]);
+test('nsswitch subid services', (t) => {
   t.deepEqual(subidServices('passwd: files\n# subid: sss\nsubid:   sss [NOTFOUND=return] files\n'), ['sss', 'files']);
   t.deepEqual(subidServices('passwd: files\n'), []);
   t.deepEqual(subidServices(null), []);
+});
+
+test('subuid: as the runtime, getsubids answers when the files say nothing about the user', async (t) => {
+  const machine = healthyMachine(paths);
+  machine.files.set('/etc/subuid', 'bob:165536:65536\n');
+  machine.commands.set('/usr/bin/getsubids', () => done('0: alice 100000 65536\n'));
+  const result = await runCheck(checkSubuids, machine, paths);
+  t.is(result?.status, 'ok');
+  t.regex(result!.detail, /from getsubids alice/);
+});
+
+test('subuid: overlaps are found between owners written by name and by uid, comments skipped', async (t) => {
+  const machine = healthyMachine(paths);
+  machine.files.set('/etc/subuid', '# ranges\nalice:100000:65536\n1001:120000:10\n');
+  const result = await runCheck(checkSubuids, machine, paths);
+  t.is(result?.status, 'warn');
+  t.regex(result!.detail, /overlaps 1001's 120000-120009/);
 });
 
 test('suggestFreeRange skips every used range', (t) => {
