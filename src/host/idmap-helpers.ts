@@ -32,11 +32,6 @@ export function helperHasCapability(facts: IdMapHelperFacts): boolean {
   return facts.fileCapabilities !== null && facts.fileCapabilities.includes(neededCapability[facts.name]);
 }
 
-/** Usable for a multi-range map: present, executable, and privileged one way or the other. */
-export function helperUsable(facts: IdMapHelperFacts): boolean {
-  return facts.path !== null && facts.executable && (facts.setuidRoot || helperHasCapability(facts));
-}
-
 export async function readIdMapHelperFacts(view: HostView, name: 'newuidmap' | 'newgidmap'): Promise<IdMapHelperFacts> {
   const path = await view.which(name);
   if (!path) return { name, path: null, setuidRoot: false, fileCapabilities: null, capabilitiesKnown: true, executable: false };
