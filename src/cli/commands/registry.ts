@@ -104,7 +104,7 @@ Examples:
       const { NookError } = await commonLibrary();
       if (args.length !== 1) throw new NookError(args.length === 0 ? 'pull needs an image name (nook pull busybox)' : `pull takes one image, got: ${args.join(' ')}`);
       const globals = cmd.optsWithGlobals<GlobalOptions>();
-      const [{ pullImage, parseCreds }, { parsePlatform, hostPlatform }, { createProgress }, { openPullDestination }] = await Promise.all([
+      const [{ pullImage, parseCreds }, { parsePlatform, hostPlatform }, { createProgress }, { withPullDestination }] = await Promise.all([
         import('../../image/registry/pull.js'),
         import('../../image/registry/platform.js'),
         import('../../lib/progress.js'),
@@ -118,23 +118,21 @@ Examples:
       const quiet = opts.quiet === true;
       const progress = createProgress({ quiet });
       const debug = globals.debug === true;
-      const destination = await openPullDestination({ root: globals.root, runroot: globals.runroot });
-      try {
-        const result = await pullImage(args[0]!, {
+      const credentials = typeof opts.creds === 'string' ? parseCreds(opts.creds) : undefined;
+      const result = await withPullDestination({ root: globals.root, runroot: globals.runroot }, progress, (destination) =>
+        pullImage(args[0]!, {
           destination,
           platform,
-          credentials: typeof opts.creds === 'string' ? parseCreds(opts.creds) : undefined,
+          credentials,
           authFile: opts.authfile as string | undefined,
           tlsVerify,
           certDir: opts.certDir as string | undefined,
           progress,
           log: debug ? (line) => process.stderr.write(`debug: ${line}\n`) : undefined,
-        });
-        if (!quiet) for (const warning of result.warnings) process.stderr.write(`WARNING: ${warning}\n`);
-        process.stdout.write(`${result.id.replace(/^sha256:/, '')}\n`);
-      } finally {
-        await destination.close();
-      }
+        }),
+      );
+      if (!quiet) for (const warning of result.warnings) process.stderr.write(`WARNING: ${warning}\n`);
+      process.stdout.write(`${result.id.replace(/^sha256:/, '')}\n`);
     });
 
   program

@@ -40,7 +40,7 @@ async function hashExisting(path: string, length: number, hash: Hash): Promise<v
 export async function downloadBlob(job: BlobDownload): Promise<void> {
   const { descriptor, session, partialPath } = job;
   await mkdir(dirname(partialPath), { recursive: true, mode: 0o700 });
-  const file = await open(partialPath, 'a+', 0o600);
+  const file = await open(partialPath, 'a+', 0o644);
   try {
     let hash = createHash('sha256');
     let have = (await file.stat()).size;

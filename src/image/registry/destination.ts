@@ -39,17 +39,24 @@ export interface PullDestination {
    * resumes them.
    */
   readonly partialDir: string;
-  /** An exclusive lock on one blob's download (two pulls of the same image must not write the same partial file). */
-  lockBlob(digest: string): Promise<LockHandle>;
+  /**
+   * An exclusive lock on one blob's partial file (two pulls of the same image
+   * must not write it at once). Held while downloading and while adding the
+   * layer, so that the second pull finds the layer done.
+   */
+  lockPartial(digest: string): Promise<LockHandle>;
   /** Is the layer with this diff id already unpacked in the store? Then its blob is not downloaded. */
   hasLayer(diffId: string): Promise<boolean>;
+  /** Is the blob itself in the store (the layer only needs unpacking)? */
+  hasBlob(digest: string): Promise<boolean>;
   /**
-   * Unpacks a complete, verified blob (the file at `blobPath`, which the
-   * store may move or must leave in place) as the layer `layer.diffId`,
-   * verifying the uncompressed digest. Nothing is visible unless it all
-   * succeeded; a layer another process added meanwhile is not an error.
+   * Puts a complete, verified blob into the store (the file at `blobPath`,
+   * which the store may hard-link or copy; undefined when hasBlob said it is
+   * there) and unpacks it as the layer `layer.diffId`, verifying the
+   * uncompressed digest. Nothing is visible unless it all succeeded; a layer
+   * another process added meanwhile is not an error.
    */
-  addLayer(blobPath: string, layer: PulledLayer): Promise<void>;
+  addLayer(blobPath: string | undefined, layer: PulledLayer): Promise<void>;
   /** Records the image and its name once every layer is in. Returns the image id (the config digest). */
   addImage(image: PulledImage): Promise<string>;
 }

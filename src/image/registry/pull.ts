@@ -217,7 +217,7 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
     }
   });
 
-  const configTask = progress.task(`Copying config ${configDigestShort(image.config.digest)}`, configBytes.length);
+  const configTask = progress.task(`Copying config ${shortHex(image.config.digest)}`, configBytes.length);
   configTask.update(configBytes.length);
   configTask.finish();
   progress.step('Writing manifest to image destination');
@@ -244,7 +244,7 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
   };
 }
 
-function configDigestShort(digest: string): string {
+function shortHex(digest: string): string {
   return digest.slice('sha256:'.length, 'sha256:'.length + 12);
 }
 
@@ -252,29 +252,34 @@ function configDigestShort(digest: string): string {
 async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress): Promise<boolean> {
   const { destination } = options;
   const digest = layer.descriptor.digest;
-  const label = `Copying blob ${configDigestShort(digest)}`;
+  const label = `Copying blob ${shortHex(digest)}`;
   if (await destination.hasLayer(layer.diffId)) {
     progress.task(label).finish('skipped: already exists');
     return true;
   }
-  const lock = await destination.lockBlob(digest);
+  const lock = await destination.lockPartial(digest);
   try {
     // another pull may have brought it in while we waited for the lock
     if (await destination.hasLayer(layer.diffId)) {
       progress.task(label).finish('skipped: already exists');
       return true;
     }
+    if (await destination.hasBlob(digest)) {
+      progress.task(label).finish('skipped: already exists');
+      await destination.addLayer(undefined, layer);
+      return false;
+    }
     const partialPath = join(destination.partialDir, `${digest.slice('sha256:'.length)}.partial`);
     const task = progress.task(label, layer.descriptor.size);
     try {
       await downloadBlob({ session, descriptor: layer.descriptor, partialPath, onProgress: (n) => task.update(n), signal: options.signal });
-      await destination.addLayer(partialPath, layer);
     } catch (error) {
       task.fail();
       throw error;
     }
-    await rm(partialPath, { force: true });
     task.finish();
+    await destination.addLayer(partialPath, layer);
+    await rm(partialPath, { force: true });
     return false;
   } finally {
     lock.release();
