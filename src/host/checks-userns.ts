@@ -144,7 +144,10 @@ function checkSubids(kind: SubidKind): Check {
           : found.error.includes('not installed')
             ? installCommand(await facts.distribution(), 'getsubids')
             : `check that the identity service answers: ${found.origin}`;
-      return problem('warn', id, title, found.error, `multi-id mappings: containers run with a single mapping (only root inside)`, fix);
+      // the runtime refuses to guess past a file it cannot read (src/idmap), so that stops every container
+      return found.source === 'files'
+        ? problem('fail', id, title, found.error, `every container: nook cannot read ${found.origin} to compute the id mapping`, fix)
+        : problem('warn', id, title, found.error, 'multi-id mappings: containers run with a single mapping (only root inside)', fix);
     }
     if (found.ranges.length === 0) {
       return problem(

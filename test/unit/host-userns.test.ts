@@ -171,12 +171,12 @@ test('subgid: a range overlapping another user\'s warns about isolation', async 
   t.regex(result!.fix!, /sudo usermod --del-subgids 100000-165535 alice\nsudo usermod --add-subgids 231072-296607 alice/);
 });
 
-test('subuid: an unreadable /etc/subuid warns and says how to fix the mode', async (t) => {
+test('subuid: an unreadable /etc/subuid fails (the runtime stops there) and says how to fix the mode', async (t) => {
   const machine = healthyMachine(paths);
   machine.files.delete('/etc/subuid');
   machine.stats.set('/etc/subuid', { type: 'file', mode: 0o600, uid: 0, gid: 0 });
   const result = await runCheck(checkSubuids, machine, paths);
-  t.is(result?.status, 'warn');
+  t.is(result?.status, 'fail');
   t.is(result!.fix, 'sudo chmod 644 /etc/subuid');
 });
 
