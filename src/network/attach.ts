@@ -22,6 +22,7 @@ import { addHostForward, MAX_UNIX_SOCKET_PATH } from './slirp-api.js';
 import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
 import { startPasta } from './pasta.js';
+import { bringLoopbackUp } from './loopback.js';
 
 /** What a container's record keeps about its network. Plain JSON. */
 export interface NetworkState {
@@ -86,6 +87,8 @@ export async function attachNetwork(mode: NetworkMode, options: AttachOptions): 
       case 'container':
         return staticHandle({ mode: formatNetworkMode(mode), ports: [], joinedContainer: mode.container });
       case 'none':
+        await bringLoopbackUp(options.pid, options.env);
+        return staticHandle({ mode: formatNetworkMode(mode), ports: [] });
       case 'host':
         return staticHandle({ mode: formatNetworkMode(mode), ports: [] });
     }

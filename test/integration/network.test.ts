@@ -15,6 +15,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { attachNetwork } from '../../src/network/attach.js';
 import { parseNetworkOption } from '../../src/network/mode.js';
+import { namespacesFor } from '../../src/network/namespaces.js';
 import { checkPortsAvailable, parsePublishList, type PortMapping } from '../../src/network/publish.js';
 import { NookError } from '../../src/lib/errors.js';
 import {
@@ -209,7 +210,7 @@ for (const allow of [false, true]) {
   });
 }
 
-test('none: the namespace keeps only lo, and attachNetwork starts nothing', async (t) => {
+test('none: the namespace keeps only lo, brought up, and attachNetwork starts no helper', async (t) => {
   const holder = await makeNamespaceHolder();
   t.teardown(() => holder.destroy());
   const handle = await attachNetwork(parseNetworkOption('none'), { pid: holder.pid, ports: [], runDir: holder.dir, runRoot: holder.dir, lifeline: holder.lifeline });
@@ -220,6 +221,15 @@ test('none: the namespace keeps only lo, and attachNetwork starts nothing', asyn
     links.stdout.trim().split('\n').map((l) => l.split(':')[1]!.trim()),
     ['lo'],
   );
+  t.regex(links.stdout, /<LOOPBACK,UP,LOWER_UP>/);
+  const www = startHttpd(holder, 8080, 'local\n');
+  t.teardown(() => www.kill('SIGKILL'));
+  let body = '';
+  for (let i = 0; i < 50 && body === ''; i++) {
+    body = (await output(inNamespace(holder.pid, [BUSYBOX, 'wget', '-q', '-O-', 'http://127.0.0.1:8080/']))).stdout;
+    if (body === '') await sleep(100);
+  }
+  t.is(body, 'local\n');
 });
 
 test('a port already taken on the host fails the check with a one-line reason, before anything starts', async (t) => {
@@ -324,3 +334,24 @@ test('two containers: each slirp4netns is its own, and ending one leaves the oth
   t.is(await httpGet(pb[0]!.hostPort), 'b\n');
 });
 
+
+test('container:NAME: joining the user and network namespaces of another container shares its lo; the network namespace alone cannot be joined', async (t) => {
+  const owner = await makeNamespaceHolder();
+  t.teardown(() => owner.destroy());
+  await attachNetwork({ kind: 'none' }, { pid: owner.pid, ports: [], runDir: owner.dir, runRoot: owner.dir, lifeline: owner.lifeline });
+  const choice = namespacesFor({ kind: 'container', container: 'owner' }, { pid: owner.pid });
+  const httpd = startHttpd(owner, 8080, 'shared lo\n');
+  t.teardown(() => httpd.kill('SIGKILL'));
+  // what the executor does with choice.joinUserNamespace and choice.net.path
+  let body = '';
+  for (let i = 0; i < 50 && body === ''; i++) {
+    const r = await output(spawn('nsenter', [`--user=${choice.joinUserNamespace}`, `--net=${choice.net!.path}`, '--preserve-credentials', BUSYBOX, 'wget', '-q', '-O-', 'http://127.0.0.1:8080/'], { stdio: 'pipe' }));
+    body = r.stdout;
+    if (body === '') await sleep(100);
+  }
+  t.is(body, 'shared lo\n');
+  // A fresh user namespace of the same user has no capability over the owner's network namespace.
+  const alone = await output(spawn('unshare', ['-Ur', 'nsenter', `--net=${choice.net!.path}`, 'true'], { stdio: 'pipe' }));
+  t.not(alone.code, 0);
+  t.regex(alone.stderr, /Operation not permitted|Permission denied/);
+});
