@@ -84,8 +84,7 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
   const terminal = options.tty ? await attachTerminal({ interactive: options.interactive }) : null;
   const executor = startExecutor(plan, {
     detached: false,
-    ...(terminal ? { terminalFd: terminal.containerFd } : {}),
-    stdinClosed: !options.interactive && !options.tty,
+    stdio: terminal ? terminal.containerFd : [options.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'],
     ...(options.trace ? { onTrace: options.trace } : {}),
   });
   try {
@@ -95,12 +94,12 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
     throw error;
   }
   terminal?.containerStarted();
-  const forward = (signal: NodeJS.Signals) => executor.signal(signal);
+  const forward = (signal: NodeJS.Signals) => executor.kill(signal);
   const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const signal of forwarded) process.on(signal, forward);
   try {
-    const exit = await executor.exited;
-    return exit.signal ? 128 + exit.signal : exit.code;
+    const exit = await executor.exit;
+    return exit.code;
   } finally {
     for (const signal of forwarded) process.off(signal, forward);
     await terminal?.finish();

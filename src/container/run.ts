@@ -54,18 +54,18 @@ export async function attachAndStart(
   if (how.detach) return { record: started.record, warnings: [] };
 
   terminal?.containerStarted();
-  const forward = (signal: NodeJS.Signals) => started.executor.signal(signal);
+  const forward = (signal: NodeJS.Signals) => started.executor.kill(signal);
   const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
   // With a terminal the pty delivers ^C itself; without one, Node gets the signal and passes it on.
   for (const signal of forwarded) process.on(signal, forward);
   let exit;
   try {
-    exit = await started.executor.exited;
+    exit = await started.executor.exit;
   } finally {
     for (const signal of forwarded) process.off(signal, forward);
     await terminal?.finish();
   }
-  const exitCode = exit.signal ? 128 + exit.signal : exit.code;
+  const exitCode = exit.code;
   const finished: ContainerRecord = { ...started.record, status: 'exited', exitCode, finishedAt: new Date().toISOString() };
   if (record.autoRemove) {
     await removeContainer(store, finished, { force: true });

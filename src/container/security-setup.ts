@@ -43,13 +43,9 @@ export function resolveSecurity(options: ContainerOptions, imageUser: string | u
   } else if (seccompChoice) {
     seccomp = loadProfile(seccompChoice, capabilities.bounding ?? []);
   } else {
-    seccomp = defaultProfile();
+    seccomp = defaultSeccompConfig({ capabilities: capabilities.bounding ?? [] }) as OciSeccomp;
   }
   return { capabilities, seccomp };
-}
-
-function defaultProfile(): OciSeccomp {
-  return defaultSeccompConfig() as OciSeccomp;
 }
 
 function loadProfile(path: string, capabilities: string[]): OciSeccomp {

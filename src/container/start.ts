@@ -3,7 +3,7 @@
  * the executor builds the container, the network is attached while the
  * container's process is held before execve, and the record follows.
  */
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NookError } from '../lib/errors.js';
 import type { NookPaths } from '../lib/paths.js';
@@ -87,11 +87,12 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
 
   const executor = startExecutor(plan, {
     detached: !options.attach,
-    ...(options.terminalFd !== undefined ? { terminalFd: options.terminalFd } : {}),
-    stdinClosed: options.stdinClosed ?? false,
+    stdio: options.terminalFd !== undefined ? options.terminalFd : [options.stdinClosed ? 'ignore' : 'inherit', 'inherit', 'inherit'],
     ...(options.onTrace ? { onTrace: options.onTrace } : {}),
-    ...(network.lifelineFd !== undefined ? { keepFds: [network.lifelineFd] } : {}),
+    ...(network.lifelineFd !== undefined ? { extraFds: [network.lifelineFd] } : {}),
   });
+  // The monitor has its own copy now.
+  if (network.lifelineFd !== undefined) closeFd(network.lifelineFd);
 
   try {
     let networkState: unknown;
@@ -130,4 +131,12 @@ async function compileSpecSeccomp(spec: OciSpec): Promise<string | null> {
 
 export function cliPath(): string {
   return new URL('../cli/main.js', import.meta.url).pathname;
+}
+
+function closeFd(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
 }
