@@ -411,7 +411,7 @@ export class ImageStore {
           await this.options.removeContainersOfImage(id);
         }
         if (!options.force && !options.all && view.names.length > 1 && hexOfId(input)) {
-          throw new NookError(`image ${id.slice(0, 12)} has several names (${view.names.join(', ')}); remove them one by one or use --force`, { exitCode: RmiExit.InUse });
+          throw new NookError(`image ${id.slice(0, 12)} has several names (${view.names.join(', ')}); remove them one by one or use --force`);
         }
         const untagged = await this.deleteImage(id);
         report.untagged.push(...untagged);
