@@ -27,7 +27,8 @@ export function addContainerFlags(command: Command): Command {
     .option('--cap-drop <cap>', 'drop a capability (e.g. CHOWN, ALL)', collect, [])
     .option('--privileged', 'keep every capability of the user namespace, no seccomp, no masked paths', false)
     .option('--security-opt <opt>', 'seccomp=unconfined|FILE.json, no-new-privileges', collect, [])
-    .option('--network, --net <mode>', 'slirp4netns[:opts], none, host, container:NAME, pasta')
+    .option('--network <mode>', 'slirp4netns[:opts], none, host, container:NAME, pasta')
+    .addOption(new Option('--net <mode>', 'same as --network').hideHelp())
     .option('-p, --publish <[ip:]hostPort:containerPort[/proto]>', 'publish a port', collect, [])
     .option('--init', 'run a tiny init as PID 1 that reaps zombies and forwards signals', false)
     .option('-t, --tty', 'allocate a pseudo-terminal', false)
@@ -81,6 +82,7 @@ interface RawFlags {
   privileged: boolean;
   securityOpt: string[];
   network?: string;
+  net?: string;
   publish: string[];
   init: boolean;
   tty: boolean;
@@ -115,7 +117,7 @@ export function toContainerOptions(image: string, command: string[], raw: RawFla
     capDrop: raw.capDrop,
     privileged: raw.privileged,
     securityOpt: raw.securityOpt,
-    ...(raw.network !== undefined ? { network: raw.network } : {}),
+    ...((raw.network ?? raw.net) !== undefined ? { network: (raw.network ?? raw.net)! } : {}),
     publish: raw.publish,
     init: raw.init,
     tty: raw.tty,
