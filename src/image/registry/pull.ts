@@ -85,7 +85,9 @@ export async function pullImage(input: string, options: PullOptions): Promise<Pu
     log: options.log,
   });
   try {
-    const resolved = await resolveImage(expandAlias(input, registries), options, registries, transport, progress);
+    // $NOOK_UNQUALIFIED_SEARCH_REGISTRIES says where short names go: aliases do not override it.
+    const aliased = env.NOOK_UNQUALIFIED_SEARCH_REGISTRIES === undefined ? expandAlias(input, registries) : input;
+    const resolved = await resolveImage(aliased, options, registries, transport, progress);
     return await pullResolved(resolved, options, progress);
   } finally {
     transport.close();
