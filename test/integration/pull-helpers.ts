@@ -6,6 +6,7 @@
  * The shared harness registry (test/helpers/fixtures.ts) is for the rest.
  */
 import { execa, type ResultPromise } from 'execa';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir, copyFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
@@ -31,6 +32,12 @@ export interface PrivateRegistry {
   storage: string;
   /** skopeo copy from an OCI layout ("dir:ref") to REPO:TAG, with extra skopeo flags */
   push(ociLayout: string, target: string, extra?: string[]): Promise<void>;
+  /**
+   * Pushes an image through the distribution API directly (blobs, then the
+   * manifest), for content skopeo would convert (it compresses layers it
+   * pushes to a registry).
+   */
+  pushRaw(repository: string, tag: string, blobs: Buffer[], manifest: Buffer, mediaType: string): Promise<void>;
   /** the file docker-registry's filesystem driver keeps a blob's bytes in */
   blobFile(digest: string): string;
   stop(): Promise<void>;
@@ -122,6 +129,29 @@ export async function startPrivateRegistry(t: Teardownable): Promise<PrivateRegi
     storage,
     async push(ociLayout, target, extra = []) {
       await execa('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-cert-dir', certDir, ...extra, `oci:${ociLayout}`, `docker://${host}/${target}`]);
+    },
+    async pushRaw(repository, tag, blobs, manifest, mediaType) {
+      const ca = await readFile(caFile);
+      const call = (method: string, url: string, body: Buffer | undefined, headers: Record<string, string> = {}) =>
+        new Promise<IncomingMessage>((resolve, reject) => {
+          const req = httpsRequest(url.startsWith('https:') ? url : `https://${host}${url}`, { method, ca, headers: { 'content-length': String(body?.length ?? 0), ...headers } }, resolve);
+          req.on('error', reject);
+          req.end(body);
+        });
+      for (const blob of blobs) {
+        const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
+        const start = await call('POST', `/v2/${repository}/blobs/uploads/`, undefined);
+        start.resume();
+        if (start.statusCode !== 202) throw new Error(`upload start for ${repository}: HTTP ${start.statusCode}`);
+        const location = new URL(String(start.headers.location), `https://${host}`);
+        location.searchParams.set('digest', digest);
+        const put = await call('PUT', location.toString(), blob, { 'content-type': 'application/octet-stream' });
+        put.resume();
+        if (put.statusCode !== 201) throw new Error(`upload of ${digest}: HTTP ${put.statusCode}`);
+      }
+      const answer = await call('PUT', `/v2/${repository}/manifests/${tag}`, manifest, { 'content-type': mediaType });
+      answer.resume();
+      if (answer.statusCode !== 201) throw new Error(`manifest ${repository}:${tag}: HTTP ${answer.statusCode}`);
     },
     blobFile(digest) {
       const hex = digest.replace(/^sha256:/, '');

@@ -1,0 +1,141 @@
+/**
+ * Pulls from a private docker-registry this file starts (./pull-helpers.ts),
+ * for what needs the registry's content or connection changed: a tampered
+ * blob, a pull killed halfway and resumed, zstd and uncompressed layers.
+ * As the unprivileged test user.
+ */
+import test from 'ava';
+import { existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, runNook, spawnNook, type NookResult } from '../helpers/nook.js';
+import { tempStore, type TempStore } from '../helpers/store.js';
+import { busyboxOciLayout, busyboxRootfsTar, fixtureIndex, layeredOciLayout } from '../helpers/fixtures.js';
+import { requireHostTool } from '../helpers/host-tools.js';
+import { ImageStore } from '../../src/image/store.js';
+import { startPrivateRegistry, startProxy, type PrivateRegistry } from './pull-helpers.js';
+
+const facts = fixtureIndex();
+const hex = (digest: string) => digest.replace(/^sha256:/, '');
+
+test.before((t) => {
+  if (process.getuid?.() === 0) t.fail('run as the unprivileged test user (test/harness/run.sh does)');
+});
+
+function target(store: TempStore) {
+  return { root: store.root, runroot: store.runroot, env: { ...store.env, XDG_RUNTIME_DIR: undefined } };
+}
+
+function pull(store: TempStore, registry: PrivateRegistry, image: string): Promise<NookResult> {
+  return runNook(['pull', '--cert-dir', registry.certDir, image], { ...target(store), timeout: 90_000 });
+}
+
+function storageEntries(store: TempStore, sub: string): string[] {
+  const dir = join(store.root, 'storage', sub);
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+test('a tampered blob in the registry fails the pull naming its digest, and the store stays clean', async (t) => {
+  const registry = await startPrivateRegistry(t);
+  await registry.push(busyboxOciLayout(), 'tampered:latest');
+  const layer = facts.busybox.layerDigests[0]!;
+  // flip one byte in the middle of the stored blob: same size, different content
+  const file = registry.blobFile(layer);
+  const fd = openSync(file, 'r+');
+  try {
+    const position = Math.floor(statSync(file).size / 2);
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, position);
+    byte[0] = byte[0]! ^ 0xff;
+    writeSync(fd, byte, 0, 1, position);
+  } finally {
+    closeSync(fd);
+  }
+
+  const store = await tempStore(t);
+  const result = await pull(store, registry, `${registry.host}/tampered:latest`);
+  t.is(result.exitCode, 125, describe(result));
+  t.regex(result.stderr.trim().split('\n').pop()!, new RegExp(`^Error: blob ${layer} from ${registry.host}/tampered does not match its digest`));
+
+  t.deepEqual(await new ImageStore({ root: store.root, runRoot: store.runroot }).listImages(), []);
+  t.deepEqual(storageEntries(store, 'layers'), [], 'no layer');
+  t.false(storageEntries(store, 'blobs/sha256').includes(hex(layer)), 'no blob');
+  t.deepEqual(storageEntries(store, 'partial').filter((f) => !f.endsWith('.lock')), [], 'no partial download to resume from');
+  t.deepEqual(storageEntries(store, 'tmp'), [], 'no work space');
+});
+
+test('a pull killed in the middle of a download resumes from where it stopped and skips what was done', async (t) => {
+  const registry = await startPrivateRegistry(t);
+  await registry.push(layeredOciLayout(), 'resume:latest');
+  const proxy = await startProxy(t, registry);
+  const [big, small] = facts.layered.layerDigests;
+  t.truthy(big && small);
+  const bigSize = statSync(registry.blobFile(big!)).size;
+  const cut = Math.floor(bigSize / 3);
+  proxy.stall.set(big!, cut);
+
+  const store = await tempStore(t);
+  const image = `${proxy.host}/resume:latest`;
+  const first = spawnNook(['pull', '--cert-dir', registry.certDir, image], target(store));
+  const partial = join(store.root, 'storage/partial', `${hex(big!)}.partial`);
+  const smallLayer = join(store.root, 'storage/layers', hex(facts.layered.diffIds[1]!));
+  const deadline = Date.now() + 30_000;
+  // the big blob stalls at `cut` bytes; the small layer completes and is unpacked meanwhile
+  while (!(existsSync(partial) && statSync(partial).size === cut && existsSync(smallLayer))) {
+    if (Date.now() > deadline || first.exitCode !== null) break;
+    await sleep(50);
+  }
+  t.true(existsSync(partial) && statSync(partial).size === cut, `the download stalled at ${cut} bytes`);
+  t.true(existsSync(smallLayer), 'the small layer was unpacked before the interruption');
+  first.kill('SIGKILL');
+  const killed = await first;
+  t.is(killed.signal, 'SIGKILL');
+
+  proxy.stall.clear();
+  proxy.requests.length = 0;
+  const second = await pull(store, registry, image);
+  t.is(second.exitCode, 0, describe(second));
+  t.is(second.stdout.trim().split('\n').pop(), hex(facts.layered.configDigest));
+  const blobGets = proxy.requests.filter((r) => r.path.includes('/blobs/sha256:') && r.method === 'GET');
+  const bigGets = blobGets.filter((r) => r.path.endsWith(big!));
+  t.deepEqual(bigGets.map((r) => r.range), [`bytes=${cut}-`], 'only the rest of the big blob was asked for');
+  t.false(blobGets.some((r) => r.path.endsWith(small!)), 'the finished layer was not downloaded again');
+  t.regex(second.stderr, new RegExp(`Copying blob ${hex(small!).slice(0, 12)} skipped: already exists`));
+  t.deepEqual(storageEntries(store, 'partial').filter((f) => !f.endsWith('.lock')), []);
+  t.deepEqual(storageEntries(store, 'layers').sort(), facts.layered.diffIds.map(hex).sort());
+});
+
+test('zstd-compressed and uncompressed layers', async (t) => {
+  requireHostTool('zstd');
+  const registry = await startPrivateRegistry(t);
+  await registry.push(busyboxOciLayout(), 'zstd:latest', ['--dest-compress-format', 'zstd', '--dest-compress']);
+  // an uncompressed layer: the rootfs tar itself, pushed as it is (skopeo would compress it)
+  const rootfs = readFileSync(busyboxRootfsTar());
+  const config = readFileSync(join(busyboxOciLayout(), 'blobs/sha256', hex(facts.busybox.configDigest)));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: facts.busybox.configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: facts.busybox.diffIds[0], size: rootfs.length }],
+    }),
+  );
+  await registry.pushRaw('plain', 'latest', [rootfs, config], manifest, 'application/vnd.oci.image.manifest.v1+json');
+  const store = await tempStore(t);
+  const images = new ImageStore({ root: store.root, runRoot: store.runroot });
+
+  const zstd = await pull(store, registry, `${registry.host}/zstd:latest`);
+  t.is(zstd.exitCode, 0, describe(zstd));
+  const zstdImage = await images.findImage(`${registry.host}/zstd:latest`);
+  t.is(zstdImage!.record.layers[0]!.compression, 'zstd');
+  t.deepEqual(zstdImage!.record.layers.map((l) => l.diffId), facts.busybox.diffIds);
+  t.true(statSync(join(store.root, 'storage/layers', hex(facts.busybox.diffIds[0]!), 'diff/bin/busybox')).isFile());
+
+  // a second store, so that the uncompressed layer is really unpacked rather than found
+  const store2 = await tempStore(t);
+  const plain = await pull(store2, registry, `${registry.host}/plain:latest`);
+  t.is(plain.exitCode, 0, describe(plain));
+  const plainImage = await new ImageStore({ root: store2.root, runRoot: store2.runroot }).findImage(`${registry.host}/plain:latest`);
+  t.is(plainImage!.record.layers[0]!.compression, 'none');
+  t.deepEqual(plainImage!.record.layers.map((l) => l.diffId), facts.busybox.diffIds);
+});
