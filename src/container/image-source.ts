@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ExitCode, NookError } from '../lib/errors.js';
 import type { NookPaths } from '../lib/paths.js';
 import type { ImageRunConfig } from './spec-builder.js';
 
@@ -19,7 +20,14 @@ export interface ImageForRun {
 export async function openImageForRun(paths: NookPaths, reference: string): Promise<ImageForRun> {
   const { ImageStore } = await import('../image/store.js');
   const store = new ImageStore(paths);
-  const image = await store.imageForRun(reference);
+  let image;
+  try {
+    image = await store.imageForRun(reference);
+  } catch (error) {
+    // `rmi` reports a missing image with 1, as podman; for run it is nook's own error.
+    if (error instanceof NookError) throw new NookError(error.message, { cause: error, exitCode: ExitCode.Internal });
+    throw error;
+  }
   return {
     id: image.id,
     name: image.name,

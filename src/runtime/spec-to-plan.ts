@@ -24,6 +24,8 @@ export interface PlanContext {
   seccompFilter: string | null;
   monitor: MonitorPlan;
   trace: boolean;
+  /** Set by specToPlan: whether the container gets a network namespace of its own. */
+  newNetworkNamespace?: boolean;
   /** Host paths whose type (file or directory) decides how they are bound; injectable for tests. */
   isDirectory: (hostPath: string) => boolean;
 }
@@ -120,7 +122,8 @@ export function specToPlan(spec: OciSpec, context: PlanContext): ExecutorPlan {
     { op: 'mount', source: rootPath, target: rootPath, fstype: '', flags: MS.BIND | MS.REC, data: '', inRoot: false, ensure: 'none' },
     { op: 'set-root', path: rootPath },
   ];
-  for (const mount of spec.mounts ?? []) innerOps.push(...mountOps(mount, context, newPidNs));
+  const newNetworkNamespace = namespaces.some((ns) => ns.type === 'net' && !ns.path);
+  for (const mount of spec.mounts ?? []) innerOps.push(...mountOps(mount, { ...context, newNetworkNamespace }, newPidNs));
   const hasDevTmpfs = (spec.mounts ?? []).some((m) => m.destination === '/dev' && m.type === 'tmpfs');
   if (hasDevTmpfs) {
     for (const device of DEFAULT_DEVICES) {
@@ -185,9 +188,13 @@ function mountOps(mount: OciMount, context: PlanContext, newPidNs: boolean): Pla
     // A proc of the host's pid namespace can only be bound, not mounted anew.
     return [{ op: 'mount', source: '/proc', target, fstype: '', flags: MS.BIND | MS.REC, data: '', inRoot: true, ensure: 'dir' }];
   }
+  if (type === 'sysfs' && context.newNetworkNamespace) {
+    // A fresh sysfs shows the container's own network devices; the kernel
+    // allows it only in a network namespace the container's user namespace owns.
+    return [{ op: 'mount', source: 'sysfs', target, fstype: 'sysfs', flags: flags | MS.RDONLY, data, inRoot: true, ensure: 'dir' }];
+  }
   if (type === 'sysfs') {
-    // Mounting sysfs needs a network namespace this user owns; binding the
-    // host's read-only works in every network mode.
+    // With the host's network (or another's), binding the host's read-only is what works.
     return [
       { op: 'mount', source: '/sys', target, fstype: '', flags: MS.BIND | MS.REC, data: '', inRoot: true, ensure: 'dir' },
       { op: 'mount', source: '', target, fstype: '', flags: MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, data: '', inRoot: true, ensure: 'none', keepLockedFlags: true },
