@@ -36,6 +36,7 @@ const commandModules: Record<string, string> = {
   logout: 'registry',
   system: 'images',
   unshare: 'unshare',
+  port: 'port',
 };
 
 type Register = (program: Command) => void;
