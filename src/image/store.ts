@@ -153,10 +153,6 @@ export interface DiskUsage {
   blobs: { total: number; size: number };
 }
 
-function hexOfId(input: string): string | undefined {
-  const bare = input.startsWith('sha256:') ? input.slice(7) : input;
-  return /^[a-f0-9]{64}$/.test(bare) ? bare : undefined;
-}
 
 export class ImageStore {
   /** <data root>/storage */
@@ -169,8 +165,8 @@ export class ImageStore {
     this.options = options;
   }
 
-  get runner(): NamespaceRunner {
-    this.runnerInstance ??= this.options.runner ?? defaultNamespaceRunner();
+  async runner(): Promise<NamespaceRunner> {
+    this.runnerInstance ??= this.options.runner ?? (await defaultNamespaceRunner());
     return this.runnerInstance;
   }
 
@@ -397,7 +393,7 @@ export class ImageStore {
       const id = view.record.id;
       try {
         // A name of an image with several names: untag only.
-        if (!options.all && view.matchedName && view.names.length > 1 && !hexOfId(input)) {
+        if (!options.all && view.matchedName && view.names.length > 1) {
           if (await this.removeName(view.matchedName)) report.untagged.push(view.matchedName);
           continue;
         }
@@ -410,7 +406,8 @@ export class ImageStore {
           }
           await this.options.removeContainersOfImage(id);
         }
-        if (!options.force && !options.all && view.names.length > 1 && hexOfId(input)) {
+        // named by id (or id prefix, or digest) while it has several names: podman refuses without --force
+        if (!options.force && !options.all && view.names.length > 1 && !view.matchedName) {
           throw new NookError(`image ${id.slice(0, 12)} has several names (${view.names.join(', ')}); remove them one by one or use --force`);
         }
         const untagged = await this.deleteImage(id);
@@ -562,7 +559,7 @@ export class ImageStore {
       }
     }
     if (stubborn.length === 0) return;
-    const result = await this.runner.run(['rm', '-rf', '--', ...stubborn]);
+    const result = await (await this.runner()).run(['rm', '-rf', '--', ...stubborn]);
     if (result.exitCode !== 0) throw new NookError(`cannot remove ${stubborn[0]}: ${result.stderr.trim().split('\n')[0]}`);
   }
 
@@ -774,7 +771,7 @@ export class StoreLease {
     const locks: FileLock[] = [];
     const work: { layer: LayerToUnpack; dir: string }[] = [];
     try {
-      for (const layer of missing.sort((a, b) => a.diffId.localeCompare(b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId)));
+      for (const layer of [...missing].sort((a, b) => a.diffId.localeCompare(b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId)));
       for (const layer of missing) {
         if (this.store.readLayerRecord(layer.diffId)) continue; // another process did it meanwhile
         if (!existsSync(this.store.blobPath(layer.blob))) throw new NookError(`${layer.what ?? `layer ${shortDigest(layer.diffId)}`}: blob ${shortDigest(layer.blob)} is not in the store`);
@@ -794,12 +791,13 @@ export class StoreLease {
 
   private async extract(work: { layer: LayerToUnpack; dir: string }[], progress: Progress): Promise<void> {
     const tasks = work.map((w) => progress.task(`Extracting layer ${shortDigest(w.layer.diffId)}`));
+    const runner = await this.store.runner();
     const reports = await runExtraction(
-      this.store.runner,
+      runner,
       {
         layers: work.map((w) => ({ blob: this.store.blobPath(w.layer.blob), target: join(w.dir, 'diff'), what: w.layer.what ?? `layer ${shortDigest(w.layer.diffId)}` })),
         ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
-        unmappedHint: this.store.runner.unmappedHint,
+        unmappedHint: runner.unmappedHint,
       },
       (report) => {
         if (report.index >= 0) {

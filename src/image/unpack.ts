@@ -82,13 +82,16 @@ export function parseIdMap(text: string): IdRange[] {
     .map(([inside, , count]) => ({ inside: inside!, count: count! }));
 }
 
+/** "0-65536" (adjacent ranges merged), "0, 1000-1999", or "none". */
 export function describeRanges(ranges: IdRange[]): string {
   if (ranges.length === 0) return 'none';
-  return ranges
-    .slice()
-    .sort((a, b) => a.inside - b.inside)
-    .map((r) => (r.count === 1 ? `${r.inside}` : `${r.inside}-${r.inside + r.count - 1}`))
-    .join(', ');
+  const merged: IdRange[] = [];
+  for (const r of ranges.slice().sort((a, b) => a.inside - b.inside)) {
+    const last = merged[merged.length - 1];
+    if (last && last.inside + last.count === r.inside) last.count += r.count;
+    else merged.push({ ...r });
+  }
+  return merged.map((r) => (r.count === 1 ? `${r.inside}` : `${r.inside}-${r.inside + r.count - 1}`)).join(', ');
 }
 
 function inRanges(id: number, ranges: IdRange[]): boolean {

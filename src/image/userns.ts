@@ -6,12 +6,14 @@
  * that owner maps to) and to delete layer directories (whose files belong to
  * subordinate ids the user cannot delete directly).
  *
- * Implementation: util-linux `unshare --map-root-user --map-users=...` (>= 2.38,
- * it calls newuidmap/newgidmap). Real root needs no namespace: ids map to
+ * Implementation: src/idmap's spawnInUserNamespace (nook's executor, with
+ * newuidmap/newgidmap and every range of /etc/subuid), or, in a tree where the
+ * executor is not built, util-linux `unshare --map-root-user --map-users=...`
+ * (>= 2.38, first range only). Real root needs no namespace: ids map to
  * themselves.
  */
 import { execa } from 'execa';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { NookError } from '../lib/errors.js';
 
@@ -53,18 +55,70 @@ function readRange(file: string, user: string, uid: number): SubordinateRange | 
   }
 }
 
-export function defaultNamespaceRunner(): NamespaceRunner {
+function unmappedHint(user: string): string {
+  return `add subordinate ids for ${user} to /etc/subuid and /etc/subgid (e.g. \`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}\`), or load the image with --ignore-chown-errors to give such files to root`;
+}
+
+export async function defaultNamespaceRunner(): Promise<NamespaceRunner> {
   const uid = process.getuid?.() ?? 0;
-  const gid = process.getgid?.() ?? 0;
   const user = userInfo().username;
-  const hint = `add subordinate ids for ${user} to /etc/subuid and /etc/subgid (e.g. \`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}\`), or load the image with --ignore-chown-errors to give such files to root`;
-  if (uid === 0) return { run: (argv, options) => runCommand(argv, options), unmappedHint: hint };
+  if (uid === 0) return { run: (argv, options) => runCommand(argv, options), unmappedHint: unmappedHint(user) };
+  const { executorPath } = await import('../runtime/executor.js');
+  if (existsSync(executorPath())) return executorRunner(user);
+  return unshareRunner(user, uid);
+}
+
+/** Through nook's executor and src/idmap (the normal case). */
+function executorRunner(user: string): NamespaceRunner {
+  return {
+    unmappedHint: unmappedHint(user),
+    async run(argv, options = {}) {
+      const { spawnInUserNamespace } = await import('../idmap/userns.js');
+      const handle = await spawnInUserNamespace(argv, { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' });
+      let stdout = '';
+      let stderr = '';
+      let pending = '';
+      handle.stdout?.on('data', (chunk: Buffer) => {
+        const text = chunk.toString();
+        stdout += text;
+        if (!options.onStdoutLine) return;
+        pending += text;
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl);
+          pending = pending.slice(nl + 1);
+          if (line) options.onStdoutLine(line);
+        }
+      });
+      handle.stderr?.on('data', (chunk: Buffer) => {
+        if (stderr.length < 1 << 20) stderr += chunk.toString();
+      });
+      const ended = (stream: NodeJS.ReadableStream | null) =>
+        new Promise<void>((resolve) => {
+          if (!stream) return resolve();
+          stream.once('end', resolve);
+          stream.once('close', resolve);
+          stream.once('error', () => resolve());
+        });
+      const streams = Promise.all([ended(handle.stdout), ended(handle.stderr)]);
+      handle.stdin?.on('error', () => undefined); // the helper may exit before reading everything
+      handle.stdin?.end(options.input ?? '');
+      await handle.started;
+      const exit = await handle.exit;
+      await streams;
+      return { exitCode: exit.signal ? 128 + exit.signal : exit.code, stdout, stderr };
+    },
+  };
+}
+
+/** util-linux unshare: for trees where the executor is not built. */
+function unshareRunner(user: string, uid: number): NamespaceRunner {
+  const hint = unmappedHint(user);
 
   const uids = readRange('/etc/subuid', user, uid);
   const gids = readRange('/etc/subgid', user, uid);
   const args = ['--map-root-user'];
   if (uids && gids) args.push(`--map-users=${uids.start},1,${uids.count}`, `--map-groups=${gids.start},1,${gids.count}`);
-  void gid;
   return {
     unmappedHint: hint,
     async run(argv, options) {

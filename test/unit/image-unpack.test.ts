@@ -207,7 +207,8 @@ test('owners outside the mapping are refused with the file, the id and the range
 test('id maps parse and describe', (t) => {
   const ranges = parseIdMap('         0       1001          1\n         1     100000      65536\n');
   t.deepEqual(ranges, [{ inside: 0, count: 1 }, { inside: 1, count: 65536 }]);
-  t.is(describeRanges(ranges), '0, 1-65536');
+  t.is(describeRanges(ranges), '0-65536');
+  t.is(describeRanges([{ inside: 0, count: 1 }, { inside: 1000, count: 10 }]), '0, 1000-1009');
 });
 
 test('tar reader: GNU long names, pax paths, trailing data is consumed', async (t) => {
