@@ -1148,7 +1148,9 @@ static unsigned long locked_flags(const char *target, unsigned long wanted, cons
 
 static void do_mount(struct opctx *ctx, const struct op *op) {
     char what[PATH_MAX + 64];
-    snprintf(what, sizeof what, "mount %s on %s", *op->source ? op->source : op->fstype, op->target);
+    if (op->flags & MS_REMOUNT) snprintf(what, sizeof what, "remount %s", op->target);
+    else if (!*op->source && !*op->fstype) snprintf(what, sizeof what, "change propagation of %s", op->target);
+    else snprintf(what, sizeof what, "mount %s on %s", *op->source ? op->source : op->fstype, op->target);
     char target[64];
     const char *target_path = op->target;
     int fd = -1;
@@ -2116,6 +2118,9 @@ static _Noreturn void run_monitor(struct plan *plan) {
                         }
                     }
                 } else if (started) {
+                    /* A terminal's Ctrl-C reaches its whole foreground process group,
+                     * the container included: do not deliver it a second time. */
+                    if (si.ssi_code == SI_KERNEL && getpgid(container) == getpgrp()) continue;
                     kill(container, sig);
                 } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) {
                     /* Before the container runs there is nothing to forward to: abandon the start. */

@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { NookError, ExitCode } from '../lib/errors.js';
@@ -236,7 +237,11 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
       const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
       if (!started.settled) failAll(new NookError(`the executor ${how} before the container started`, { exitCode: ExitCode.Internal }));
       else if (code !== null) exit.resolve({ code, signal: null });
-      else exit.resolve({ code: 128 + 9, signal: 9 });
+      else {
+        // The monitor itself was killed, and the container with it (parent-death signal).
+        const number = (signal && osConstants.signals[signal]) || 9;
+        exit.resolve({ code: 128 + number, signal: number });
+      }
     };
     if (statusStream.readableEnded || statusStream.destroyed) settle();
     else statusStream.once('close', settle);

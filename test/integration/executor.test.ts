@@ -512,3 +512,21 @@ test('a spawn-mount daemon that exits early is an error with its stderr', async 
   t.is(error.step, `spawn-mount /bin/sh on ${dir}`);
   t.is(error.message, `spawn-mount /bin/sh on ${dir}: /bin/sh exited with status 3 before mounting: fuse: device not found`);
 });
+
+test('nook unshare runs a command as root of the user namespace and passes its exit status on', async (t) => {
+  const mapping = await fullMapping(t);
+  const cli = join(process.cwd(), 'dist/src/cli/main.js');
+  const { spawnSync } = await import('node:child_process');
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const shown = run(['unshare', 'sh', '-c', 'cat /proc/self/uid_map; id -u; echo "$NOOK_UNSHARE"']);
+  t.is(shown.status, 0, shown.stderr);
+  t.regex(shown.stdout, new RegExp(`^\\s*0\\s+${process.getuid!()}\\s+1$`, 'm'));
+  t.regex(shown.stdout, new RegExp(`^\\s*1\\s+${subordinateStart(mapping).start}\\s+`, 'm'));
+  t.regex(shown.stdout, /^0\n1$/m);
+  t.is(run(['unshare', 'sh', '-c', 'exit 7']).status, 7);
+  const missing = run(['unshare', 'no-such-command-anywhere']);
+  t.is(missing.status, 127);
+  t.regex(missing.stderr, /executable file "no-such-command-anywhere" not found in \$PATH/);
+  const traced = run(['--trace', 'unshare', 'true']);
+  t.regex(traced.stderr, /^trace: unshare\(CLONE_NEWUSER\)$/m);
+});
