@@ -75,7 +75,11 @@ export interface ExecutorHandle {
   readonly created: Promise<ContainerPids>;
   /** The container's command runs (execve succeeded). Rejects with ExecutorError/NookError. */
   readonly started: Promise<ContainerPids>;
-  /** Foreground: how the container ended. Rejects as `started` does when it never ran. Detached: never settles. */
+  /**
+   * Foreground: how the container ended. Rejects as `started` does when it
+   * never ran. Detached: settles only if nook is still running when the
+   * monitor exits (use the exit file).
+   */
   readonly exit: Promise<ContainerExit>;
   /** The executor process itself has exited (its exit status is the container's, or the error's exit code). */
   readonly monitorExit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
