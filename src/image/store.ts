@@ -71,7 +71,8 @@ import type { Syscalls } from '../syscalls/syscalls.js';
 import { DigestStream, digestHex, sha256Of, shortDigest, type Digest } from './digest.js';
 import { runExtraction } from './extract.js';
 import { parseImageConfig, type Compression, type ImageConfig, type ImageRecord, type ImageRunConfig, type ImageView, type LayerRecord, type LayerRef } from './records.js';
-import { resolveName, type NameLookup } from './names.js';
+import { resolveName } from './names.js';
+import { loadRegistriesConfig, searchRegistries } from './registry/registries-conf.js';
 import { defaultNamespaceRunner, type NamespaceRunner } from './userns.js';
 import type { WhiteoutFormat } from './whiteout.js';
 
@@ -159,6 +160,7 @@ export class ImageStore {
   readonly dir: string;
   readonly options: ImageStoreOptions;
   private runnerInstance: NamespaceRunner | undefined;
+  private searchList: readonly string[] | undefined;
 
   constructor(paths: NookPaths, options: ImageStoreOptions = {}) {
     this.dir = join(paths.root, 'storage');
@@ -275,8 +277,8 @@ export class ImageStore {
   }
 
   private lookup(images: ImageView[], input: string): (ImageView & { matchedName: string | undefined }) | null {
-    const lookup: NameLookup = { images, ...(this.options.searchRegistries ? { searchRegistries: this.options.searchRegistries } : {}) };
-    return resolveName(lookup, input);
+    this.searchList ??= this.options.searchRegistries ?? configuredSearchRegistries();
+    return resolveName({ images, searchRegistries: this.searchList }, input);
   }
 
   /** As findImage, but a missing image is an error (exit 1 as podman's "image not known"). */
@@ -927,6 +929,19 @@ export class StoreLease {
       for (const l of lease?.layers ?? []) result.layers.add(l);
     }
     return result;
+  }
+}
+
+/**
+ * The unqualified-search registries of registries.conf (as `pull` uses them),
+ * for finding local images by short name. A broken registries.conf must not
+ * stop `nook images busybox`: it then means docker.io, and `pull` reports it.
+ */
+function configuredSearchRegistries(): readonly string[] {
+  try {
+    return searchRegistries(loadRegistriesConfig());
+  } catch {
+    return ['docker.io'];
   }
 }
 

@@ -1,7 +1,6 @@
 import test from 'ava';
 import { NookError } from '../../src/lib/errors.js';
 import { formatReference, isShortName, localReference, parseReference, pullCandidates, splitReference } from '../../src/image/reference.js';
-import { parseUnqualifiedSearch, unqualifiedSearchRegistries } from '../../src/image/search-registries.js';
 import { parseDigest, sha256Of } from '../../src/image/digest.js';
 
 const hex = 'a'.repeat(64);
@@ -54,12 +53,4 @@ test('pull candidates follow the search list', (t) => {
   t.deepEqual(pullCandidates('busybox', ['docker.io', 'quay.io']).map(formatReference), ['docker.io/library/busybox:latest', 'quay.io/busybox:latest']);
   t.deepEqual(pullCandidates('localhost:5000/x:1', []).map(formatReference), ['localhost:5000/x:1']);
   t.throws(() => pullCandidates('busybox', []), { message: /no unqualified-search registries/ });
-});
-
-test('registries.conf unqualified-search-registries', (t) => {
-  t.deepEqual(parseUnqualifiedSearch('# c\nunqualified-search-registries = ["registry.fedoraproject.org", \'docker.io\']\n'), ['registry.fedoraproject.org', 'docker.io']);
-  t.is(parseUnqualifiedSearch('[[registry]]\nlocation="x"'), undefined);
-  t.deepEqual(unqualifiedSearchRegistries({ NOOK_UNQUALIFIED_SEARCH_REGISTRIES: 'a.io, b.io' }), ['a.io', 'b.io']);
-  t.deepEqual(unqualifiedSearchRegistries({ NOOK_UNQUALIFIED_SEARCH_REGISTRIES: '' }), []);
-  t.deepEqual(unqualifiedSearchRegistries({ HOME: '/nonexistent' }, ['/nonexistent/x']), ['docker.io']);
 });
