@@ -169,26 +169,39 @@ fi
 # ------------------------------------------------------------ default image ---
 
 # localhost/busybox:latest from the host's static busybox: one symlink per
-# applet, root and nobody, /tmp 1777. Fixed mtimes and owners make the same
-# busybox give the same layer digest on every run.
+# applet, root and nobody, /tmp 1777. Fixed modes, owners and mtimes make the
+# same busybox give the same layer on every run, so a second run sees the
+# image is up to date; a new busybox replaces it.
 busybox=$(command -v busybox)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rootfs="$tmp/rootfs"
-mkdir -p "$rootfs"/{bin,dev,etc,home,proc,root,sys,tmp,usr/bin,var}
-chmod 1777 "$rootfs/tmp"
-chmod 0700 "$rootfs/root"
-cp "$busybox" "$rootfs/bin/busybox"
-chmod 0755 "$rootfs/bin/busybox"
-for applet in $("$busybox" --list); do
-  case "$applet" in busybox|*/*) continue ;; esac
-  ln -sf busybox "$rootfs/bin/$applet"
-done
-printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' > "$rootfs/etc/passwd"
-printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' > "$rootfs/etc/group"
-tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$rootfs" -cf "$tmp/rootfs.tar" .
-say "importing localhost/busybox:latest from $busybox"
-"$nook" import "$tmp/rootfs.tar" localhost/busybox:latest
+(
+  umask 022
+  mkdir -p "$rootfs"/{bin,dev,etc,home,proc,root,sys,tmp,usr/bin,var}
+  chmod 1777 "$rootfs/tmp"
+  chmod 0700 "$rootfs/root"
+  cp "$busybox" "$rootfs/bin/busybox"
+  chmod 0755 "$rootfs/bin/busybox"
+  for applet in $("$busybox" --list); do
+    case "$applet" in busybox|*/*) continue ;; esac
+    ln -sf busybox "$rootfs/bin/$applet"
+  done
+  printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' > "$rootfs/etc/passwd"
+  printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' > "$rootfs/etc/group"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$rootfs" -cf "$tmp/rootfs.tar" .
+)
+layer="sha256:$(sha256sum "$tmp/rootfs.tar" | cut -d' ' -f1)"
+current=$("$nook" image inspect localhost/busybox:latest 2>/dev/null || true)
+if grep -qF "\"$layer\"" <<<"$current"; then
+  say "localhost/busybox:latest is up to date"
+else
+  say "importing localhost/busybox:latest from $busybox"
+  "$nook" import --quiet --change 'CMD ["sh"]' "$tmp/rootfs.tar" localhost/busybox:latest
+  # The image it replaces has no name left: remove it (unless a container uses it).
+  old=$(sed -n 's/^ *"Id": "\([0-9a-f]*\)".*/\1/p' <<<"$current" | head -n 1)
+  [ -z "$old" ] || "$nook" rmi "$old" >/dev/null 2>&1 || true
+fi
 
 # ------------------------------------------------------------------- doctor ---
 
