@@ -93,7 +93,8 @@ test('sizes and ages as podman prints them', (t) => {
   t.is(humanAge('2024-02-29T23:59:30Z', now), '30 seconds ago');
   t.is(humanAge('2024-02-29T23:00:00Z', now), 'About an hour ago');
   t.is(humanAge('2024-02-20T00:00:00Z', now), '10 days ago');
-  t.is(humanAge('2024-01-01T00:00:00Z', now), '8 weeks ago');
+  t.is(humanAge('2024-01-10T00:00:00Z', now), '7 weeks ago');
+  t.is(humanAge('2024-01-01T00:00:00Z', now), '2 months ago');
   t.is(humanAge('2021-01-01T00:00:00Z', now), '3 years ago');
 });
 
