@@ -216,10 +216,23 @@ test('short names go through the unqualified-search registries; registries.conf 
   mkdirSync(confDir, { recursive: true });
   writeFileSync(
     join(confDir, 'registries.conf'),
-    `unqualified-search-registries = ["${registry.host}"]\n\n[[registry]]\nprefix = "registry.example/team"\nlocation = "${registry.host}"\n\n[[registry]]\nlocation = "blocked.example"\nblocked = true\n`,
+    [
+      `unqualified-search-registries = ["${registry.host}"]`,
+      '[[registry]]',
+      'prefix = "registry.example/team"',
+      `location = "${registry.host}"`,
+      '[[registry.mirror]]',
+      'location = "127.0.0.1:1/down"',
+      '[[registry]]',
+      'location = "blocked.example"',
+      'blocked = true',
+      '',
+    ].join('\n'),
   );
   const viaLocation = await pull(store, ['registry.example/team/layered:latest']);
   t.is(viaLocation.exitCode, 0, describe(viaLocation));
+  // the mirror first (down), then the location
+  t.regex(viaLocation.stderr, /Trying to pull 127\.0\.0\.1:1\/down\/layered:latest\.\.\.\n(.*\n)?Trying to pull 127\.0\.0\.1:\d+\/layered:latest/);
   t.truthy(await openStore(store).findImage('registry.example/team/layered:latest'), 'the image keeps the name asked for');
 
   const fromConf = await pull(store, ['-q', 'multiarch']);
