@@ -95,13 +95,20 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
   }
   terminal?.containerStarted();
   const forward = (signal: NodeJS.Signals) => executor.kill(signal);
-  const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  // SIGINT/SIGQUIT from the terminal reach the process directly (same process
+  // group), so passing them on too would deliver them twice: Node only must not die of them.
+  const ignored = (): void => {};
+  const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
+  process.on('SIGINT', ignored);
+  process.on('SIGQUIT', ignored);
   for (const signal of forwarded) process.on(signal, forward);
   try {
     const exit = await executor.exit;
     return exit.code;
   } finally {
     for (const signal of forwarded) process.off(signal, forward);
+    process.off('SIGINT', ignored);
+    process.off('SIGQUIT', ignored);
     await terminal?.finish();
   }
 }

@@ -55,14 +55,20 @@ export async function attachAndStart(
 
   terminal?.containerStarted();
   const forward = (signal: NodeJS.Signals) => started.executor.kill(signal);
-  const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
-  // With a terminal the pty delivers ^C itself; without one, Node gets the signal and passes it on.
+  // SIGINT/SIGQUIT from the terminal reach the container directly (same process
+  // group), so passing them on too would deliver them twice: Node only must not die of them.
+  const ignored = (): void => {};
+  const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
+  process.on('SIGINT', ignored);
+  process.on('SIGQUIT', ignored);
   for (const signal of forwarded) process.on(signal, forward);
   let exit;
   try {
     exit = await started.executor.exit;
   } finally {
     for (const signal of forwarded) process.off(signal, forward);
+    process.off('SIGINT', ignored);
+    process.off('SIGQUIT', ignored);
     await terminal?.finish();
   }
   const exitCode = exit.code;
