@@ -50,6 +50,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
   const network = await prepareNetwork(record, store);
 
   const driver = storageDriver(record.storageDriver);
+  options.onTrace?.(`storage: ${driver.name}, ${record.lowerDirs.length} image layer(s) below a per-container upper layer`);
   const rootfsOps = driver.mountOps(
     { lowerDirs: record.lowerDirs, upperDir: join(dataDir, 'upper'), workDir: join(dataDir, 'work'), mergedDir: join(dataDir, 'merged') },
     {},
@@ -99,6 +100,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
     if (plan.hold) {
       const created = await executor.created;
       networkState = await network.attach(created.pid);
+      options.onTrace?.(`network: ${describeNetwork(networkState)} attached to /proc/${created.pid}/ns/net`);
       executor.release();
     }
     const started = await executor.started;
@@ -139,4 +141,12 @@ function closeFd(fd: number): void {
   } catch {
     // already closed
   }
+}
+
+function describeNetwork(state: unknown): string {
+  const s = state as { mode?: string; helper?: { name: string; pid: number }; ports?: { hostPort: number; containerPort: number; protocol: string }[] } | undefined;
+  if (!s) return 'none';
+  const helper = s.helper ? ` (${s.helper.name} pid ${s.helper.pid})` : '';
+  const ports = s.ports?.length ? `, ports ${s.ports.map((p) => `${p.hostPort}->${p.containerPort}/${p.protocol}`).join(' ')}` : '';
+  return `${s.mode ?? 'unknown'}${helper}${ports}`;
 }
