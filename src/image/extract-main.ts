@@ -18,7 +18,9 @@ export interface ExtractJob {
 
 export type ExtractReport =
   | { index: number; ok: true; diffId: string; size: number; result: UnpackResult }
-  | { index: number; ok: false; message: string };
+  | { index: number; ok: false; message: string }
+  /** bytes of uncompressed tar read so far, every 250 ms while a layer is being extracted */
+  | { index: number; progress: number };
 
 async function readStdin(): Promise<string> {
   let text = '';
@@ -34,6 +36,7 @@ async function main(): Promise<void> {
     let report: ExtractReport;
     const { stream } = openDecompressed(layer.blob, layer.what);
     const digest = new DigestStream();
+    const ticker = setInterval(() => process.stdout.write(`${JSON.stringify({ index, progress: digest.size })}\n`), 250);
     try {
       const hashed = stream.pipe(digest);
       stream.on('error', (error) => digest.destroy(error));
@@ -52,9 +55,11 @@ async function main(): Promise<void> {
       stream.destroy();
       const message = error instanceof Error ? error.message : String(error);
       report = { index, ok: false, message: message.split('\n')[0]! };
+    } finally {
+      clearInterval(ticker);
     }
     process.stdout.write(`${JSON.stringify(report)}\n`);
-    if (!report.ok) break;
+    if (!('ok' in report) || !report.ok) break;
   }
 }
 

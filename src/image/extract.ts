@@ -13,8 +13,10 @@ const extractMain = fileURLToPath(new URL('./extract-main.js', import.meta.url))
  * Runs the job; `onReport` sees each layer's report as soon as it is done
  * (progress). Returns all reports; the last one is a failure if any failed.
  */
-export async function runExtraction(runner: NamespaceRunner, job: ExtractJob, onReport?: (report: ExtractReport) => void): Promise<ExtractReport[]> {
-  const reports: ExtractReport[] = [];
+export type FinalReport = Extract<ExtractReport, { ok: boolean }>;
+
+export async function runExtraction(runner: NamespaceRunner, job: ExtractJob, onReport?: (report: ExtractReport) => void): Promise<FinalReport[]> {
+  const reports: FinalReport[] = [];
   const result = await runner.run([process.execPath, extractMain], {
     input: JSON.stringify(job),
     onStdoutLine: (line) => {
@@ -24,11 +26,15 @@ export async function runExtraction(runner: NamespaceRunner, job: ExtractJob, on
       } catch {
         return;
       }
+      if (!('ok' in report)) {
+        onReport?.(report);
+        return;
+      }
       reports.push(report);
       onReport?.(report);
     },
   });
-  if (reports.length === 0 || (result.exitCode !== 0 && reports.every((r) => r.ok))) {
+  if (reports.length === 0 || (result.exitCode !== 0 && reports.every((r) => 'ok' in r && r.ok))) {
     const reason = result.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit status ${result.exitCode}`;
     throw new NookError(`layer extraction failed: ${reason}`, { detail: result.stderr });
   }

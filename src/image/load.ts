@@ -61,8 +61,8 @@ async function storeImage(lease: StoreLease, image: ArchiveImage, progress: Prog
   const layers: LayerRef[] = [];
   for (const [i, layer] of image.layers.entries()) {
     const what = `layer ${i + 1} of ${image.what}`;
-    const task = progress.task(`Copying blob ${shortDigest(layer.digest ?? layer.diffId)}`);
-    const { digest, size } = await lease.ingestFile(layer.path, layer.digest, what);
+    const task = progress.task(`Copying blob ${shortDigest(layer.digest ?? layer.diffId)}`, statSync(layer.path).size);
+    const { digest, size } = await lease.ingestFile(layer.path, layer.digest, what, task);
     task.finish();
     const detected = detectFileCompression(lease.store.blobPath(digest));
     if (detected === 'xz' || detected === 'bzip2') throw new NookError(`${what} is ${detected}-compressed, which image layers cannot be (only gzip, zstd or none)`);

@@ -66,7 +66,7 @@ import { NookError, errnoCode } from '../lib/errors.js';
 import { acquireLock, tryLock, withLock, type FileLock } from '../lib/lock.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../lib/atomic.js';
 import { ensureDir, type NookPaths } from '../lib/paths.js';
-import { silentProgress, type Progress } from '../lib/progress.js';
+import { silentProgress, type Progress, type ProgressTask } from '../lib/progress.js';
 import type { Syscalls } from '../syscalls/syscalls.js';
 import { DigestStream, digestHex, sha256Of, shortDigest, type Digest } from './digest.js';
 import { runExtraction } from './extract.js';
@@ -281,10 +281,10 @@ export class ImageStore {
     return resolveName({ images, searchRegistries: this.searchList }, input);
   }
 
-  /** As findImage, but a missing image is an error (exit 1 as podman's "image not known"). */
+  /** As findImage, but a missing image is an error ("image not known", exit 125 as podman's inspect). */
   async resolveImage(input: string): Promise<ImageView & { matchedName: string | undefined }> {
     const found = await this.findImage(input);
-    if (!found) throw new NookError(`${input}: image not known`, { exitCode: RmiExit.NoSuchImage });
+    if (!found) throw new NookError(`${input}: image not known`);
     return found;
   }
 
@@ -719,8 +719,9 @@ export class StoreLease {
    * when it is inside the store's tmp (same filesystem) and copying otherwise.
    * `expected` is optional: without it the file's own digest is returned.
    */
-  async ingestFile(path: string, expected?: Digest, what?: string): Promise<{ digest: Digest; size: number }> {
+  async ingestFile(path: string, expected?: Digest, what?: string, task?: ProgressTask): Promise<{ digest: Digest; size: number }> {
     const hasher = new DigestStream();
+    if (task) hasher.on('data', () => task.update(hasher.size));
     await pipeline(createReadStream(path), hasher, devNull());
     const digest = hasher.digest();
     if (expected && digest !== expected) throw new NookError(`${what ?? path}: content does not match its digest ${shortDigest(expected)} (got ${shortDigest(digest)})`);
@@ -802,10 +803,10 @@ export class StoreLease {
         unmappedHint: runner.unmappedHint,
       },
       (report) => {
-        if (report.index >= 0) {
-          if (report.ok) tasks[report.index]?.finish();
-          else tasks[report.index]?.fail();
-        }
+        if (report.index < 0) return;
+        if (!('ok' in report)) tasks[report.index]?.update(report.progress);
+        else if (report.ok) tasks[report.index]?.finish();
+        else tasks[report.index]?.fail();
       },
     );
     for (const report of reports) {

@@ -347,9 +347,11 @@ export async function* readTar(source: AsyncIterable<Buffer | string>, options: 
       }
     })();
     yield { entry, body: entry.type === 'file' ? body : emptyBody() };
-    // Skip whatever the consumer did not read.
-    for await (const _ of body) {
-      // discard
+    // Skip whatever the consumer did not read (also when it stopped iterating the body early).
+    while (remaining > 0) {
+      const chunk = await reader.readSome(Math.min(remaining, 1024 * 1024));
+      if (chunk.length === 0) throw new NookError(`${what}: truncated tar archive (${JSON.stringify(shownPath)} declares ${dataSize} bytes, only ${dataSize - remaining} present)`);
+      remaining -= chunk.length;
     }
     const pad = padding(dataSize);
     if (pad > 0) {

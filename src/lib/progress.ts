@@ -150,6 +150,7 @@ class TerminalProgress implements Progress {
 }
 
 function renderLine(task: LiveTask, width: number): string {
+  if (task.total === undefined && task.current === 0) return `${task.label} ...`.slice(0, width);
   const amount = task.total !== undefined ? `${formatBytes(task.current)} / ${formatBytes(task.total)}` : formatBytes(task.current);
   const barWidth = Math.min(30, Math.max(10, width - task.label.length - amount.length - 6));
   let bar: string;
