@@ -8,7 +8,7 @@
  *
  * No network: the image is built from this machine's own /usr (shared
  * libraries, Python, documentation, binaries, headers), a deterministic
- * choice of files, cached under $TMPDIR/nook-bench-pull/. A docker-registry
+ * choice of files, cached under $TMPDIR/nook-bench-pull-UID/. A docker-registry
  * (TLS, no auth) is started on a free loopback port for the run. Each run
  * pulls into a fresh store; the median is reported. Run it as the user you
  * care about: as root neither tool needs a user namespace to unpack.
@@ -204,7 +204,7 @@ async function timeRuns(label: string, runs: number, once: (dir: string) => Prom
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, keep: { type: 'boolean', default: false } } });
   const runs = Math.max(1, Number(values.runs));
-  const cache = join(tmpdir(), 'nook-bench-pull');
+  const cache = join(tmpdir(), `nook-bench-pull-${process.getuid?.() ?? 0}`);
   await mkdir(cache, { recursive: true });
   const image = await buildImage(cache);
   process.stderr.write(`image: ${image.files} files, ${(image.compressed / 1e6).toFixed(1)} MB compressed, ${LAYERS.length} layers\n`);

@@ -139,3 +139,23 @@ test('zstd-compressed and uncompressed layers', async (t) => {
   t.is(plainImage!.record.layers[0]!.compression, 'none');
   t.deepEqual(plainImage!.record.layers.map((l) => l.diffId), facts.busybox.diffIds);
 });
+
+test('Ctrl-C stops a pull cleanly: exit 130, the lease is released, the partial download is kept', async (t) => {
+  const registry = await startPrivateRegistry(t);
+  await registry.push(busyboxOciLayout(), 'interrupt:latest');
+  const proxy = await startProxy(t, registry);
+  const layer = facts.busybox.layerDigests[0]!;
+  proxy.stall.set(layer, 100_000);
+  const store = await tempStore(t);
+  const child = spawnNook(['pull', '--cert-dir', registry.certDir, `${proxy.host}/interrupt:latest`], target(store));
+  const partial = join(store.root, 'storage/partial', `${hex(layer)}.partial`);
+  const deadline = Date.now() + 30_000;
+  while (!(existsSync(partial) && statSync(partial).size === 100_000) && Date.now() < deadline && child.exitCode === null) await sleep(50);
+  child.kill('SIGINT');
+  const result = await child;
+  t.is(result.exitCode, 130, result.stderr);
+  t.is(result.stderr.trim().split('\n').pop(), 'Error: pull interrupted (SIGINT); run it again to resume');
+  t.is(statSync(partial).size, 100_000, 'the partial download is kept for the next pull');
+  t.deepEqual(storageEntries(store, 'leases'), [], 'the lease was released');
+  t.deepEqual(storageEntries(store, 'tmp'), []);
+});

@@ -119,6 +119,11 @@ Examples:
       const progress = createProgress({ quiet });
       const debug = globals.debug === true;
       const credentials = typeof opts.creds === 'string' ? parseCreds(opts.creds) : undefined;
+      // Ctrl-C stops the downloads and lets the store release what the pull held; a second one kills.
+      const interrupt = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => interrupt.abort(new NookError(`pull interrupted (${signal}); run it again to resume`, { exitCode: signal === 'SIGINT' ? 130 : 143 }));
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       const result = await withPullDestination({ root: globals.root, runroot: globals.runroot }, progress, (destination) =>
         pullImage(args[0]!, {
           destination,
@@ -128,9 +133,13 @@ Examples:
           tlsVerify,
           certDir: opts.certDir as string | undefined,
           progress,
+          signal: interrupt.signal,
           log: debug ? (line) => process.stderr.write(`debug: ${line}\n`) : undefined,
         }),
-      );
+      ).finally(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      });
       if (!quiet) for (const warning of result.warnings) process.stderr.write(`WARNING: ${warning}\n`);
       process.stdout.write(`${result.id.replace(/^sha256:/, '')}\n`);
     });

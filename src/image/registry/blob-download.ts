@@ -16,6 +16,7 @@ import { openBlob } from './client.js';
 import { RegistryError, isRegistryError } from './errors.js';
 import type { Descriptor } from './manifest.js';
 import type { RegistrySession } from './session.js';
+import { abortReason } from './transport.js';
 
 export interface BlobDownload {
   session: RegistrySession;
@@ -72,7 +73,8 @@ export async function downloadBlob(job: BlobDownload): Promise<void> {
           have = state.have;
         }
       } catch (error) {
-        if (isRegistryError(error) || !INTERRUPTED.has(errnoCode(error) ?? '') || job.signal?.aborted) throw error;
+        if (job.signal?.aborted) throw abortReason(job.signal);
+        if (isRegistryError(error) || !INTERRUPTED.has(errnoCode(error) ?? '')) throw error;
         idleAttempts = have > before ? 0 : idleAttempts + 1;
         if (idleAttempts >= maxIdleAttempts) throw session.transport.describe(error, new URL(`https://${session.host}`));
         session.transport.log(`download of ${descriptor.digest} interrupted at ${have}/${descriptor.size} bytes (${errnoCode(error)}); resuming`);

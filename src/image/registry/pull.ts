@@ -77,7 +77,11 @@ export async function pullImage(input: string, options: PullOptions): Promise<Pu
   const env = options.env ?? process.env;
   const progress = options.progress ?? silentProgress;
   const registries = options.registries ?? loadRegistriesConfig(env);
+  // One failed layer stops the others (their partial files stay, for the next try), as does the caller's signal.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const transport = new Transport({
+    signal,
     tlsVerify: options.tlsVerify,
     certDir: options.certDir,
     isInsecure: (host) => isInsecureRegistry(registries, host),
@@ -88,7 +92,7 @@ export async function pullImage(input: string, options: PullOptions): Promise<Pu
     // $NOOK_UNQUALIFIED_SEARCH_REGISTRIES says where short names go: aliases do not override it.
     const aliased = env.NOOK_UNQUALIFIED_SEARCH_REGISTRIES === undefined ? expandAlias(input, registries) : input;
     const resolved = await resolveImage(aliased, options, registries, transport, progress);
-    return await pullResolved(resolved, options, progress);
+    return await pullResolved(resolved, { ...options, signal }, progress, stop);
   } finally {
     transport.close();
   }
@@ -177,7 +181,7 @@ async function fetchConfig(session: RegistrySession, image: ImageManifest, what:
   return bytes;
 }
 
-async function pullResolved(resolved: Resolved, options: PullOptions, progress: Progress): Promise<PullResult> {
+async function pullResolved(resolved: Resolved, options: PullOptions, progress: Progress, stop: AbortController): Promise<PullResult> {
   // The image is named as asked for, even when a mirror or another location served it.
   const { session, reference } = resolved;
   const warnings: string[] = [];
@@ -207,12 +211,9 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
   }
 
   const layers: PulledLayer[] = image.layers.map((descriptor, i) => ({ descriptor, diffId: config.diffIds[i]! }));
-  // One failed layer stops the others (their partial files stay, for the next try).
-  const stop = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const outcome = await runLimited(layers, options.concurrency ?? 6, async (layer) => {
     try {
-      return await pullLayer(session, layer, { ...options, signal }, progress);
+      return await pullLayer(session, layer, options, progress);
     } catch (error) {
       stop.abort(error);
       throw error;

@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errnoCode } from '../../lib/errors.js';
+import { NookError, errnoCode } from '../../lib/errors.js';
 import { tlsMaterialFor, userCertsDir } from './certs.js';
 import { RegistryError } from './errors.js';
 
@@ -29,6 +29,8 @@ export interface TransportOptions {
   idleTimeoutMs?: number;
   /** --debug lines (requests, retries) */
   log?: ((line: string) => void) | undefined;
+  /** aborts every request (and body) in flight, and the waits between retries */
+  signal?: AbortSignal | undefined;
 }
 
 export interface Request {
@@ -161,14 +163,17 @@ export class Transport {
   private async backoff(attempt: number, what: string, atLeastMs = 0): Promise<void> {
     const delay = Math.max(atLeastMs, this.backoffMs * 2 ** (attempt - 1) * (0.75 + Math.random() / 2));
     this.log(`${what}; retrying in ${Math.round(delay)} ms (attempt ${attempt + 1}/${this.attempts})`);
-    await sleep(delay);
+    await sleep(delay, undefined, this.options.signal ? { signal: this.options.signal } : {});
   }
 
   private sendOnce(method: string, url: URL, headers: OutgoingHttpHeaders): Promise<IncomingMessage> {
     const isHttps = url.protocol === 'https:';
     const agent = this.agentFor(url, isHttps);
     return new Promise((resolve, reject) => {
-      const req = (isHttps ? https : http).request(url, { method, headers, agent }, resolve);
+      const req = (isHttps ? https : http).request(url, { method, headers, agent, ...(this.options.signal ? { signal: this.options.signal } : {}) }, (res) => {
+        this.log(`${method} ${url.host}${url.pathname}${url.search ? '?…' : ''} -> ${res.statusCode}`);
+        resolve(res);
+      });
       // Covers the body too while the response is read: a stalled download is an error, not a hang.
       req.setTimeout(this.idleTimeoutMs, () => req.destroy(Object.assign(new Error('no answer in time'), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
@@ -199,7 +204,8 @@ export class Transport {
   }
 
   /** A network error as one line: what failed, for which host, and the fix. */
-  describe(error: unknown, url: URL): RegistryError {
+  describe(error: unknown, url: URL): NookError {
+    if (this.options.signal?.aborted) return abortReason(this.options.signal);
     const code = errnoCode(error);
     const host = registryHostForCerts(url.host);
     if (isTlsError(error)) {
@@ -232,6 +238,11 @@ export class Transport {
     for (const agent of this.agents.values()) agent.destroy();
     this.agents.clear();
   }
+}
+
+/** Why a pull was stopped: the signal's reason when it is a NookError, else "interrupted". */
+export function abortReason(signal: AbortSignal): NookError {
+  return signal.reason instanceof NookError ? signal.reason : new NookError('interrupted', { cause: signal.reason });
 }
 
 /** Docker Hub's API does not live at the name people use for it. */
