@@ -483,7 +483,6 @@ export class ImageStore {
       for (const hex of safeReaddir(join(this.dir, 'blobs', 'sha256'))) {
         if (usedBlobs.has(hex)) continue;
         rmSync(join(this.dir, 'blobs', 'sha256', hex), { force: true });
-        rmSync(join(this.dir, 'locks', `blob-${hex}.lock`), { force: true });
         blobs++;
       }
       for (const hex of safeReaddir(join(this.dir, 'layers'))) {
@@ -491,9 +490,17 @@ export class ImageStore {
         // Move out of sight first (atomic), delete after: a half-deleted layer is never visible.
         const doomed = join(this.dir, 'tmp', `gc-${hex}-${randomBytes(4).toString('hex')}`);
         renameSync(join(this.dir, 'layers', hex), doomed);
-        rmSync(join(this.dir, 'locks', `layer-${hex}.lock`), { force: true });
         toRemove.push(doomed);
         layers++;
+      }
+      // Ingest locks of content nobody uses or pins. Safe to unlink: whoever
+      // takes one pins the item first (under the shared store lock), so a lock
+      // file in use always belongs to a pinned item.
+      for (const file of safeReaddir(join(this.dir, 'locks'))) {
+        const match = /^(blob|layer)-([a-f0-9]{64})\.lock$/.exec(file);
+        if (!match) continue;
+        const used = match[1] === 'blob' ? usedBlobs : usedLayers;
+        if (!used.has(match[2]!)) rmSync(join(this.dir, 'locks', file), { force: true });
       }
       // names whose image record is gone (a crash between the two writes)
       const repos = this.readRepositories();
@@ -635,8 +642,16 @@ export class StoreLease {
 
   static async create(store: ImageStore): Promise<StoreLease> {
     const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
-    const lock = await acquireLock(join(store.dir, 'leases', `${id}.lock`), store.options.syscalls ? { syscalls: store.options.syscalls } : {});
-    return new StoreLease(store, lock);
+    // Under the shared store lock: garbage collection (exclusive) must never see
+    // the lease's lock file between its creation and its flock, or it would take
+    // the lease for a dead one.
+    const storeLock = await store.lockStore('shared');
+    try {
+      const lock = await acquireLock(join(store.dir, 'leases', `${id}.lock`), store.options.syscalls ? { syscalls: store.options.syscalls } : {});
+      return new StoreLease(store, lock);
+    } finally {
+      storeLock.release();
+    }
   }
 
   /** A private directory under storage/tmp (same filesystem: renames into the store are atomic). */
@@ -680,8 +695,11 @@ export class StoreLease {
     return this.itemLock('blob', digestHex(digest));
   }
 
-  private itemLock(kind: 'blob' | 'layer', hex: string): Promise<FileLock> {
-    return acquireLock(join(this.store.dir, 'locks', `${kind}-${hex}.lock`), this.store.options.syscalls ? { syscalls: this.store.options.syscalls } : {});
+  private itemLock(kind: 'blob' | 'layer', hex: string, progress?: Progress): Promise<FileLock> {
+    return acquireLock(join(this.store.dir, 'locks', `${kind}-${hex}.lock`), {
+      ...(this.store.options.syscalls ? { syscalls: this.store.options.syscalls } : {}),
+      ...(progress ? { onWait: () => progress.step(`Waiting for another nook process adding ${kind} sha256:${hex.slice(0, 12)}`) } : {}),
+    });
   }
 
   /**
@@ -774,7 +792,7 @@ export class StoreLease {
     const locks: FileLock[] = [];
     const work: { layer: LayerToUnpack; dir: string }[] = [];
     try {
-      for (const layer of [...missing].sort((a, b) => a.diffId.localeCompare(b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId)));
+      for (const layer of [...missing].sort((a, b) => a.diffId.localeCompare(b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId), progress));
       for (const layer of missing) {
         if (this.store.readLayerRecord(layer.diffId)) continue; // another process did it meanwhile
         if (!existsSync(this.store.blobPath(layer.blob))) throw new NookError(`${layer.what ?? `layer ${shortDigest(layer.diffId)}`}: blob ${shortDigest(layer.blob)} is not in the store`);

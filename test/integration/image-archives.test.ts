@@ -118,3 +118,23 @@ test('an uncommitted lease leaves nothing behind', async (t) => {
   const storage = join(s.root, 'storage');
   for (const sub of ['layers', 'blobs/sha256', 'tmp', 'leases', 'images']) t.deepEqual(existsSync(join(storage, sub)) ? (await import('node:fs')).readdirSync(join(storage, sub)) : [], [], sub);
 });
+
+test('ingestBlob verifies digest and size, and fetches only what is missing', async (t) => {
+  const s = await tempStore(t);
+  const store = new ImageStore(paths(s));
+  const { Readable } = await import('node:stream');
+  const data = Buffer.from('a blob\n');
+  const digest = sha256(data) as `sha256:${string}`;
+  await store.withLease(async (lease) => {
+    await t.throwsAsync(lease.ingestBlob(digest, { open: () => Readable.from([Buffer.from('tampered')]), what: 'blob x' }), { message: /blob x: expected|blob x: content does not match its digest/ });
+    await t.throwsAsync(lease.ingestBlob(digest, { open: () => Readable.from([data]), size: 3, what: 'blob x' }), { message: 'blob x: expected 3 bytes, got 7' });
+    t.false(existsSync(store.blobPath(digest)));
+    const first = await lease.ingestBlob(digest, { open: () => Readable.from([data]) });
+    t.false(first.reused);
+    let opened = false;
+    const second = await lease.ingestBlob(digest, { open: () => ((opened = true), Readable.from([data])) });
+    t.true(second.reused);
+    t.false(opened);
+  });
+  t.false(existsSync(store.blobPath(digest)), 'not used by an image: removed when the lease ends');
+});
