@@ -138,3 +138,27 @@ test('ingestBlob verifies digest and size, and fetches only what is missing', as
   });
   t.false(existsSync(store.blobPath(digest)), 'not used by an image: removed when the lease ends');
 });
+
+test('old docker save archives: a repeated layer stored as a symlink to the first', async (t) => {
+  const s = await tempStore(t);
+  const layer = makeTar([{ path: 'hello', data: 'hi\n' }]);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: [sha256(layer), sha256(layer)] } }));
+  const configName = `${sha256(config).slice(7)}.json`;
+  const archive = makeTar([
+    { path: 'aaa/', type: 'dir' },
+    { path: 'aaa/layer.tar', data: layer },
+    { path: 'bbb/', type: 'dir' },
+    { path: 'bbb/layer.tar', type: 'symlink', linkpath: '../aaa/layer.tar' },
+    { path: configName, data: config },
+    { path: 'manifest.json', data: JSON.stringify([{ Config: configName, RepoTags: ['repeat:1'], Layers: ['aaa/layer.tar', 'bbb/layer.tar'] }]) },
+    { path: 'repositories', data: JSON.stringify({ repeat: { '1': 'bbb' } }) },
+  ]);
+  const file = join(s.dir, 'old.tar');
+  writeFileSync(file, archive);
+  const r = await runNook(['load', '-q', '-i', file], target(s));
+  t.is(r.exitCode, 0, describe(r));
+  t.is(r.stdout, 'Loaded image: docker.io/library/repeat:1');
+  const image = await new ImageStore(paths(s)).imageForRun('repeat:1');
+  t.is(image.layerDirs.length, 2);
+  t.is(readFileSync(join(image.layerDirs[0]!, 'hello'), 'utf8'), 'hi\n');
+});

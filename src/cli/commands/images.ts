@@ -102,7 +102,7 @@ interface ImagesFlags {
 
 function configureImages(cmd: Command): Command {
   return cmd
-    .description('List images in local storage')
+    .description('list images in local storage')
     .option('-a, --all', 'show all images (nook keeps no intermediate images: same as without)')
     .option('-q, --quiet', 'show only image ids')
     .option('--format <format>', 'json, table, or a Go template such as "{{.Repository}}:{{.Tag}}"')
@@ -211,7 +211,7 @@ function configureImages(cmd: Command): Command {
 
 function configureInspect(cmd: Command): Command {
   return cmd
-    .description('Show the configuration and layers of images')
+    .description('show the configuration and layers of images')
     .option('-f, --format <format>', 'json (default) or a Go template such as "{{.Id}}" or "{{.Config.Cmd}}"', 'json')
     .argument('<image...>', 'image names or ids')
     .action(async (images: string[], flags: { format: string }, command: Command) => {
@@ -240,7 +240,7 @@ function configureInspect(cmd: Command): Command {
 
 function configureRmi(cmd: Command): Command {
   return cmd
-    .description('Remove images (a name shared with other names is only untagged)')
+    .description('remove images (a name shared with other names is only untagged)')
     .option('-f, --force', 'remove images in use by containers (and those containers), and images with several names')
     .option('-a, --all', 'remove all images')
     .option('-i, --ignore', 'no error for images that do not exist')
@@ -261,7 +261,7 @@ function configureRmi(cmd: Command): Command {
 
 function configureTag(cmd: Command): Command {
   return cmd
-    .description('Give an image more names (short names go under localhost/)')
+    .description('give an image more names (short names go under localhost/)')
     .argument('<image>', 'the image')
     .argument('<target...>', 'new names, e.g. myimage:1.0 or registry.example.com/team/app:1.0')
     .action(async (image: string, targets: string[], _flags: unknown, command: Command) => {
@@ -275,7 +275,7 @@ function configureTag(cmd: Command): Command {
 
 function configureUntag(cmd: Command): Command {
   return cmd
-    .description('Remove names from an image (all of them when none is given); the image stays')
+    .description('remove names from an image (all of them when none is given); the image stays')
     .argument('<image>', 'the image')
     .argument('[name...]', 'names to remove')
     .action(async (image: string, names: string[], _flags: unknown, command: Command) => {
@@ -298,7 +298,7 @@ function configureUntag(cmd: Command): Command {
 
 function configureLoad(cmd: Command): Command {
   return cmd
-    .description('Load images from a docker-archive or oci-archive (as `docker save` / `nook save` write them), or an OCI layout directory')
+    .description('load images from a docker-archive or oci-archive (as `docker save` / `nook save` write them), or an OCI layout directory')
     .option('-i, --input <file>', 'the archive (default: standard input)')
     .option('-q, --quiet', 'no progress output')
     .option('--ignore-chown-errors', 'give files owned by ids outside your user namespace to root instead of refusing the image')
@@ -318,7 +318,7 @@ function configureLoad(cmd: Command): Command {
 
 function configureSave(cmd: Command): Command {
   return cmd
-    .description('Save images to an archive (docker-archive by default; it is also a valid OCI image layout)')
+    .description('save images to an archive (docker-archive by default; it is also a valid OCI image layout)')
     .option('-o, --output <file>', 'where to write (default: standard output, when it is not a terminal)')
     .addOption(new Option('--format <format>', 'archive format').choices(['docker-archive', 'oci-archive', 'oci-dir']).default('docker-archive'))
     .option('-m, --multi-image-archive', 'several images in one docker-archive (always allowed in nook)')
@@ -336,7 +336,7 @@ function configureSave(cmd: Command): Command {
 
 function configureImport(cmd: Command): Command {
   return cmd
-    .description('Create a one-layer image from a root filesystem tarball (a file, or - for standard input)')
+    .description('create a one-layer image from a root filesystem tarball (a file, or - for standard input)')
     .argument('<tarball>', 'the tarball (plain, gzip, zstd, xz or bzip2)')
     .argument('[name]', 'the new image\'s name (short names go under localhost/)')
     .option('-c, --change <instruction>', 'Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR (repeatable)', collect)
@@ -376,7 +376,7 @@ async function confirm(question: string): Promise<boolean> {
 
 function configurePrune(cmd: Command): Command {
   return cmd
-    .description('Remove dangling images (no name), and with --all every image no container uses')
+    .description('remove dangling images (no name), and with --all every image no container uses')
     .option('-a, --all', 'remove all images not used by containers')
     .option('-f, --force', 'do not ask for confirmation')
     .action(async (flags: { all?: boolean; force?: boolean }, command: Command) => {
@@ -394,7 +394,7 @@ function configurePrune(cmd: Command): Command {
 
 function configureDf(cmd: Command): Command {
   return cmd
-    .description('Show disk usage of images and containers')
+    .description('show disk usage of images and containers')
     .option('--format <format>', 'json, or a Go template')
     .option('-v, --verbose', 'show each image')
     .action(async (flags: { format?: string; verbose?: boolean }, command: Command) => {
@@ -469,7 +469,7 @@ export function register(program: Command): void {
   configureSave(program.command('save'));
   configureImport(program.command('import'));
 
-  const image = program.command('image').description('Manage images');
+  const image = program.command('image').description('manage images');
   configureImages(image.command('ls').alias('list'));
   configureInspect(image.command('inspect'));
   configureRmi(image.command('rm'));
@@ -480,6 +480,6 @@ export function register(program: Command): void {
   configureImport(image.command('import'));
   configurePrune(image.command('prune'));
 
-  const system = program.command('system').description('Manage nook itself');
+  const system = program.command('system').description('manage nook itself');
   configureDf(system.command('df'));
 }
