@@ -3,8 +3,6 @@
  * directories (top-most first, as overlay's lowerdir wants them) and a way to
  * read a file of it (for /etc/passwd lookups) without mounting anything.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ExitCode, NookError } from '../lib/errors.js';
 import type { NookPaths } from '../lib/paths.js';
 import type { ImageRunConfig } from './spec-builder.js';
@@ -18,7 +16,11 @@ export interface ImageForRun {
 }
 
 export async function openImageForRun(paths: NookPaths, reference: string): Promise<ImageForRun> {
-  const { ImageStore } = await import('../image/store.js');
+  const [{ ImageStore }, { readImageFile }, { linuxSyscalls }] = await Promise.all([
+    import('../image/store.js'),
+    import('../image/layer-files.js'),
+    import('../syscalls/syscalls.js'),
+  ]);
   const store = new ImageStore(paths);
   let image;
   try {
@@ -28,27 +30,13 @@ export async function openImageForRun(paths: NookPaths, reference: string): Prom
     if (error instanceof NookError) throw new NookError(error.message, { cause: error, exitCode: ExitCode.Internal });
     throw error;
   }
+  const syscalls = await linuxSyscalls();
   return {
     id: image.id,
     name: image.name,
     config: image.config,
     layerDirs: image.layerDirs,
-    readFile: (containerPath) => readFromLayers(image.layerDirs, containerPath),
+    // Whiteouts and opaque directories honoured: a file deleted by an upper layer reads as absent.
+    readFile: (containerPath) => readImageFile(image.layerDirs, containerPath, syscalls),
   };
-}
-
-/** The top-most layer that has the file wins; a whiteout above hides it. */
-export function readFromLayers(layerDirs: string[], containerPath: string): string | null {
-  const relative = containerPath.replace(/^\/+/, '');
-  for (const dir of layerDirs) {
-    const candidate = join(dir, relative);
-    if (existsSync(candidate)) {
-      try {
-        return readFileSync(candidate, 'utf8');
-      } catch {
-        return null;
-      }
-    }
-  }
-  return null;
 }
