@@ -103,6 +103,9 @@ export async function downloadBlob(job: BlobDownload): Promise<void> {
   }
 }
 
+/** Bytes gathered before one write: TLS delivers 16 KiB records, and a write per record costs more than the copy. */
+const WRITE_BATCH = 1024 * 1024;
+
 async function appendBody(
   body: AsyncIterable<unknown> & { destroy(): void },
   file: FileHandle,
@@ -112,21 +115,43 @@ async function appendBody(
   session: RegistrySession,
   job: BlobDownload,
 ): Promise<void> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  // `state.have` counts bytes on disk, which the hash has seen: the two must agree for a resume.
+  const writeOut = async () => {
+    if (pendingBytes === 0) return;
+    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    let written = 0;
+    while (written < data.length) written += (await file.write(data, written, data.length - written)).bytesWritten;
+    hash.update(data);
+    state.have += data.length;
+    job.onProgress?.(state.have);
+  };
+  // Writes are chained so that the timer's and the loop's never interleave.
+  let writing: Promise<void> = Promise.resolve();
+  const flush = () => (writing = writing.then(writeOut));
+  // A slow or stalled connection still gets its bytes to disk (and to the progress bar) soon.
+  const timer = setInterval(() => void flush().catch(() => undefined), 250);
   try {
     for await (const raw of body) {
       const chunk = raw as Buffer;
-      if (state.have + chunk.length > descriptor.size) {
+      if (state.have + pendingBytes + chunk.length > descriptor.size) {
         throw new RegistryError('digest', `blob ${descriptor.digest} from ${session.host}/${session.repository} is larger than the ${descriptor.size} bytes its manifest says; nothing of it was stored`);
       }
-      hash.update(chunk);
-      let written = 0;
-      while (written < chunk.length) written += (await file.write(chunk, written, chunk.length - written)).bytesWritten;
-      state.have += chunk.length;
-      job.onProgress?.(state.have);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= WRITE_BATCH) await flush();
       job.signal?.throwIfAborted();
     }
+    await flush();
   } catch (error) {
     body.destroy();
+    // what arrived before a broken connection is kept for the resume (not after wrong content)
+    if (!isRegistryError(error, 'digest')) await flush();
     throw error;
+  } finally {
+    clearInterval(timer);
   }
 }

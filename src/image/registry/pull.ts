@@ -5,6 +5,7 @@
  * in parallel, each unpacked as soon as it is complete, and record the image.
  */
 import { rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { NookError } from '../../lib/errors.js';
 import { silentProgress, type Progress } from '../../lib/progress.js';
@@ -36,6 +37,8 @@ export interface PullOptions {
   progress?: Progress;
   /** parallel layer downloads (default 6, as podman) */
   concurrency?: number;
+  /** layers unpacked at once (default: the number of CPUs; unpacking is CPU and metadata bound) */
+  unpackConcurrency?: number;
   /** registries.conf as loaded by loadRegistriesConfig() when not given */
   registries?: RegistriesConfig;
   env?: NodeJS.ProcessEnv;
@@ -211,9 +214,10 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
   }
 
   const layers: PulledLayer[] = image.layers.map((descriptor, i) => ({ descriptor, diffId: config.diffIds[i]! }));
+  const unpackSlots = new Slots(options.unpackConcurrency ?? availableParallelism());
   const outcome = await runLimited(layers, options.concurrency ?? 6, async (layer) => {
     try {
-      return await pullLayer(session, layer, options, progress);
+      return await pullLayer(session, layer, options, progress, unpackSlots);
     } catch (error) {
       stop.abort(error);
       throw error;
@@ -252,7 +256,7 @@ function shortHex(digest: string): string {
 }
 
 /** Downloads and unpacks one layer unless the store has it; true when it was skipped. */
-async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress): Promise<boolean> {
+async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress, unpackSlots: Slots): Promise<boolean> {
   const { destination } = options;
   const digest = layer.descriptor.digest;
   const label = `Copying blob ${shortHex(digest)}`;
@@ -269,7 +273,7 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
     }
     if (await destination.hasBlob(digest)) {
       progress.task(label).finish('skipped: already exists');
-      await destination.addLayer(undefined, layer);
+      await unpackSlots.run(() => destination.addLayer(undefined, layer));
       return false;
     }
     const partialPath = join(destination.partialDir, `${digest.slice('sha256:'.length)}.partial`);
@@ -281,11 +285,33 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
       throw error;
     }
     task.finish();
-    await destination.addLayer(partialPath, layer);
+    await unpackSlots.run(() => destination.addLayer(partialPath, layer));
     await rm(partialPath, { force: true });
     return false;
   } finally {
     lock.release();
+  }
+}
+
+/** At most `size` tasks at once; the others wait in order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(size: number) {
+    this.free = Math.max(1, size);
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NookError, errnoCode } from '../../lib/errors.js';
@@ -190,14 +191,9 @@ export class Transport {
     } else {
       const host = url.host;
       const material = tlsMaterialFor(registryHostForCerts(host), { certDir: this.options.certDir, env: this.options.env });
-      agent = new https.Agent({
-        keepAlive: true,
-        maxSockets: 16,
-        ca: material.ca,
-        cert: material.cert,
-        key: material.key,
-        rejectUnauthorized: !this.insecure(registryHostForCerts(host)),
-      });
+      // One secure context per host: given `ca` alone, every new connection would parse the whole CA bundle again (~30 ms).
+      const secureContext = createSecureContext({ ca: material.ca, cert: material.cert, key: material.key });
+      agent = new https.Agent({ keepAlive: true, maxSockets: 16, secureContext, rejectUnauthorized: !this.insecure(registryHostForCerts(host)) });
     }
     this.agents.set(key, agent);
     return agent;
