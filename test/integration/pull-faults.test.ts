@@ -141,17 +141,20 @@ test('uncompressed layers', async (t) => {
   t.true(statSync(join(store.root, 'storage/layers', hex(facts.busybox.diffIds[0]!), 'diff/bin/busybox')).isFile());
 });
 
-test('Ctrl-C stops a pull cleanly: exit 130, the lease is released, the partial download is kept', async (t) => {
+test('Ctrl-C stops a pull cleanly (exit 130, lease released); the next pull downloads only what was missing', async (t) => {
   const registry = await startPrivateRegistry(t);
-  await registry.push(busyboxOciLayout(), 'interrupt:latest');
+  await registry.push(layeredOciLayout(), 'interrupt:latest');
   const proxy = await startProxy(t, registry);
-  const layer = facts.busybox.layerDigests[0]!;
-  proxy.stall.set(layer, 100_000);
+  const [big, small] = facts.layered.layerDigests;
+  proxy.stall.set(big!, 100_000);
   const store = await tempStore(t);
-  const child = spawnNook(['pull', '--cert-dir', registry.certDir, `${proxy.host}/interrupt:latest`], target(store));
-  const partial = join(store.root, 'storage/partial', `${hex(layer)}.partial`);
+  const image = `${proxy.host}/interrupt:latest`;
+  const child = spawnNook(['pull', '--cert-dir', registry.certDir, image], target(store));
+  const partial = join(store.root, 'storage/partial', `${hex(big!)}.partial`);
+  const smallLayer = join(store.root, 'storage/layers', hex(facts.layered.diffIds[1]!));
   const deadline = Date.now() + 30_000;
-  while (!(existsSync(partial) && statSync(partial).size === 100_000) && Date.now() < deadline && child.exitCode === null) await sleep(50);
+  while (!(existsSync(partial) && statSync(partial).size === 100_000 && existsSync(smallLayer)) && Date.now() < deadline && child.exitCode === null) await sleep(50);
+  t.true(existsSync(smallLayer), 'the small layer was unpacked before the interruption');
   child.kill('SIGINT');
   const result = await child;
   t.is(result.exitCode, 130, result.stderr);
@@ -159,4 +162,13 @@ test('Ctrl-C stops a pull cleanly: exit 130, the lease is released, the partial 
   t.is(statSync(partial).size, 100_000, 'the partial download is kept for the next pull');
   t.deepEqual(storageEntries(store, 'leases'), [], 'the lease was released');
   t.deepEqual(storageEntries(store, 'tmp'), []);
+
+  proxy.stall.clear();
+  proxy.requests.length = 0;
+  const again = await pull(store, registry, image);
+  t.is(again.exitCode, 0, describe(again));
+  const blobGets = proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/sha256:'));
+  t.deepEqual(blobGets.filter((r) => r.path.endsWith(big!)).map((r) => r.range), ['bytes=100000-']);
+  t.false(blobGets.some((r) => r.path.endsWith(small!)), 'the layer downloaded before the interruption is not downloaded again');
+  t.deepEqual(storageEntries(store, 'partial').filter((f) => !f.endsWith('.lock')), []);
 });

@@ -41,7 +41,14 @@ async function hashExisting(path: string, length: number, hash: Hash): Promise<v
 export async function downloadBlob(job: BlobDownload): Promise<void> {
   const { descriptor, session, partialPath } = job;
   await mkdir(dirname(partialPath), { recursive: true, mode: 0o700 });
-  const file = await open(partialPath, 'a+', 0o644);
+  let file = await open(partialPath, 'a+', 0o644);
+  const first = await file.stat();
+  if (first.nlink > 1 && first.size !== descriptor.size) {
+    // A complete download already linked into the store: never write into that inode.
+    await file.close();
+    await rm(partialPath, { force: true });
+    file = await open(partialPath, 'a+', 0o644);
+  }
   try {
     let hash = createHash('sha256');
     let have = (await file.stat()).size;

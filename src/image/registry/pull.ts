@@ -239,6 +239,9 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
     layers,
     platform,
   });
+  // Only now: until the image is recorded, a failed pull's store lease drops the layers it
+  // added, and these complete downloads (hard links of the store's blobs) are what the next try reuses.
+  await Promise.all(layers.map((l) => rm(partialPathOf(options.destination, l.descriptor.digest), { force: true })));
   return {
     id,
     reference,
@@ -253,6 +256,10 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
 
 function shortHex(digest: string): string {
   return digest.slice('sha256:'.length, 'sha256:'.length + 12);
+}
+
+function partialPathOf(destination: PullDestination, digest: string): string {
+  return join(destination.partialDir, `${digest.slice('sha256:'.length)}.partial`);
 }
 
 /** Downloads and unpacks one layer unless the store has it; true when it was skipped. */
@@ -276,7 +283,7 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
       await unpackSlots.run(() => destination.addLayer(undefined, layer));
       return false;
     }
-    const partialPath = join(destination.partialDir, `${digest.slice('sha256:'.length)}.partial`);
+    const partialPath = partialPathOf(destination, digest);
     const task = progress.task(label, layer.descriptor.size);
     try {
       await downloadBlob({ session, descriptor: layer.descriptor, partialPath, onProgress: (n) => task.update(n), signal: options.signal });
@@ -286,7 +293,6 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
     }
     task.finish();
     await unpackSlots.run(() => destination.addLayer(partialPath, layer));
-    await rm(partialPath, { force: true });
     return false;
   } finally {
     lock.release();
