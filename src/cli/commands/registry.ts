@@ -28,6 +28,12 @@ async function commonLibrary() {
   return { NookError };
 }
 
+/** Without a registry argument, login and logout mean the first unqualified-search registry, as in podman. */
+async function defaultRegistry(): Promise<string> {
+  const { loadRegistriesConfig, searchRegistries } = await import('../../image/registry/registries-conf.js');
+  return searchRegistries(loadRegistriesConfig())[0] ?? 'docker.io';
+}
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -181,7 +187,7 @@ Examples:
   program
     .command('login')
     .description('Log in to a registry: check the credentials, then store them in the auth file')
-    .argument('[registry]', 'registry host[:port], or host/namespace for credentials that apply to one namespace')
+    .argument('[registry]', 'registry host[:port], or host/namespace for credentials that apply to one namespace (default: the first unqualified-search registry)')
     .option('-u, --username <name>', 'user name (asked for when not given)')
     .option('-p, --password <password>', 'password (asked for when not given; prefer --password-stdin)')
     .option('--password-stdin', 'read the password from standard input')
@@ -208,7 +214,7 @@ Examples:
       const { loginRegistry, registryKey } = await import('../../image/registry/login.js');
       const { findCredentials } = await import('../../image/registry/auth-file.js');
       if (args.length > 1) throw new NookError(`login takes one registry, got: ${args.join(' ')}`);
-      const key = registryKey(args[0] ?? 'docker.io');
+      const key = registryKey(args[0] ?? (await defaultRegistry()));
       const authFile = opts.authfile as string | undefined;
       if (opts.getLogin) {
         const found = findCredentials(key, { authFile });
@@ -261,7 +267,7 @@ Examples:
         process.stdout.write('Removed login credentials for all registries\n');
         return;
       }
-      const key = registryKey(registry ?? 'docker.io');
+      const key = registryKey(registry ?? (await defaultRegistry()));
       const { removed } = removeCredentials(key, { authFile: opts.authfile });
       if (!removed) {
         const others = otherCredentialSources(key, { authFile: opts.authfile });
