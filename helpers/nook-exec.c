@@ -178,6 +178,8 @@ struct plan {
     const char *uid_helper, *gid_helper; /* NULL: write the map directly */
     bool setgroups_deny;
     const char *join_cgroup; /* cgroup.procs to write "0" into, or NULL */
+    bool hold_setup;         /* holdBeforeNamespaces: report the setup pid, wait for a byte on the control fd */
+    bool watch_oom;          /* report whether the OOM killer struck in the setup process's cgroup */
     size_t n_ns;
     struct ns_entry *ns;
     size_t n_outer, n_inner;
@@ -594,6 +596,8 @@ static const char *decode_plan(char *buf, size_t len, struct plan *plan) {
     }
     plan->join_cgroup = rd_opt_str(r);
     plan->hold = rd_bool(r);
+    plan->hold_setup = rd_bool(r);
+    plan->watch_oom = rd_bool(r);
 
     plan->n_ns = rd_count(r);
     plan->ns = xcalloc(plan->n_ns, sizeof *plan->ns);
@@ -795,6 +799,7 @@ static void print_plan(const struct plan *p) {
     fputs(",\"joinCgroup\":", stdout);
     out_opt_str(p->join_cgroup);
     printf(",\"hold\":%s", p->hold ? "true" : "false");
+    printf(",\"holdBeforeNamespaces\":%s,\"watchOom\":%s", p->hold_setup ? "true" : "false", p->watch_oom ? "true" : "false");
     fputs(",\"namespaces\":[", stdout);
     for (size_t i = 0; i < p->n_ns; i++) {
         printf("%s{\"type\":\"%s\",\"path\":", i ? "," : "", p->ns[i].name);
@@ -1626,7 +1631,7 @@ static _Noreturn void run_container(const struct container_args *a) {
 /* Messages from the setup process to the monitor: whole 8-byte records on a
  * pipe, so a read never sees half of one. */
 struct report {
-    int32_t kind;  /* 'U' user namespace created, 'P' container pid, 'X' container wait status */
+    int32_t kind;  /* 'U' user namespace created, 'P' container pid, 'O' the OOM killer struck, 'X' container wait status */
     int32_t value;
 };
 
@@ -1637,6 +1642,37 @@ struct pipes {
     int out[2], err[2]; /* detached: the container's stdout/stderr */
     int null_fd;        /* detached: the container's stdin */
 };
+
+/* The memory.events file of this process's cgroup (cgroup v2), or -1. */
+static int open_memory_events(void) {
+    char buf[4096], path[PATH_MAX];
+    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    char *line = buf;
+    while (line && strncmp(line, "0::", 3) != 0) {
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
+    if (!line) return -1;
+    line[3 + strcspn(line + 3, "\n")] = '\0';
+    if (snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.events", line + 3) >= (int)sizeof path) return -1;
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* The "oom_kill N" count of a memory.events file, or -1. */
+static long oom_kills(int fd) {
+    char buf[512];
+    if (fd < 0) return -1;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    const char *at = strstr(buf, "oom_kill ");
+    return at ? atol(at + 9) : -1;
+}
 
 static void send_report(int fd, int kind, int value) {
     struct report r = { kind, value };
@@ -1704,6 +1740,28 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
         if (fd < 0 || write(fd, "0", 1) < 0) fail(errno, "join the cgroup (%s)", plan->join_cgroup);
         close(fd);
     }
+    if (plan->hold_setup) {
+        /* nook places this process (e.g. asks systemd to move it into a new
+         * scope) before any namespace exists, so that the cgroup namespace is
+         * rooted at the container's cgroup; then it writes one byte. */
+        step("hold before namespaces: waiting for nook to place pid %d", (int)getpid());
+        struct line l = { .len = 0 };
+        ln_raw(&l, "{\"type\":\"setup\",\"pid\":");
+        ln_int(&l, getpid());
+        ln_raw(&l, "}");
+        status_send(&l);
+        char go;
+        ssize_t n;
+        do n = read(PLAN_FD, &go, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) fail_with(EXIT_INTERNAL, n < 0 ? errno : 0, "nook closed the control fd before the namespaces were created", "hold before namespaces");
+        if (!plan->hold) close(PLAN_FD);
+    }
+    /* Opened now, while the cgroup is the container's and visible: it is read
+     * after the container's exit, when the process still keeps the cgroup alive. */
+    int oom_fd = plan->watch_oom ? open_memory_events() : -1;
+    long oom_before = oom_kills(oom_fd);
+    if (plan->watch_oom && oom_fd < 0) step("watch oom: no memory.events for this process's cgroup");
 
     /* Open every namespace to join first: after setns(mnt) the paths mean something else. */
     int user_fd = -1;
@@ -1803,6 +1861,7 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
             if (ctx.daemons[i] == done) ctx.daemons[i] = 0;
         }
     }
+    if (oom_fd >= 0 && oom_kills(oom_fd) > oom_before) send_report(p->report[1], 'O', 1);
     send_report(p->report[1], 'X', status);
     stop_daemons(&ctx);
     _exit(0);
@@ -2029,6 +2088,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
 
     pid_t container = 0;
     bool exec_failed = false, started = false, created = false, setup_done = false, have_status = false;
+    bool oom_killed = false;
     int setup_status = 0, container_status = 0, interrupted_by = 0;
 
     while (!setup_done || p.report[0] >= 0 || p.exec[0] >= 0 || p.out[0] >= 0 || p.err[0] >= 0) {
@@ -2055,6 +2115,8 @@ static _Noreturn void run_monitor(struct plan *plan) {
                     close_fd(&p.go[1]);
                 } else if (msgs[i].kind == 'P') {
                     container = msgs[i].value;
+                } else if (msgs[i].kind == 'O') {
+                    oom_killed = true;
                 } else if (msgs[i].kind == 'X') {
                     container_status = msgs[i].value;
                     have_status = true;
@@ -2141,7 +2203,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
         int sig = WIFSIGNALED(container_status) ? WTERMSIG(container_status) : 0;
         if (plan->mon.exit_file) {
             char text[16];
-            snprintf(text, sizeof text, "%d", code);
+            snprintf(text, sizeof text, "%d%s", code, oom_killed ? " oom" : "");
             write_file_atomic(plan->mon.exit_file, text);
         }
         struct line l = { .len = 0 };
@@ -2150,6 +2212,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
         ln_raw(&l, ",\"signal\":");
         if (sig) ln_int(&l, sig);
         else ln_raw(&l, "null");
+        if (oom_killed) ln_raw(&l, ",\"oomKilled\":true");
         ln_raw(&l, "}");
         status_send(&l);
         run_on_exit(plan, &original_mask);
@@ -2202,7 +2265,7 @@ int main(int argc, char **argv) {
     struct plan plan;
     error = decode_plan(buf, len, &plan);
     if (error) fail_with(EXIT_INTERNAL, 0, error, "decode the plan");
-    if (!plan.hold) close(PLAN_FD); /* else it is the control fd, passed down to the container process */
+    if (!plan.hold && !plan.hold_setup) close(PLAN_FD); /* else it is the control fd, passed down to the container process */
     g.trace = plan.trace;
     run_monitor(&plan);
 }

@@ -39,6 +39,14 @@ export interface ExecutorOptions {
    * container even when nook is killed.
    */
   extraFds?: number[];
+  /**
+   * With plan.holdBeforeNamespaces: the setup process (its pid, as the host
+   * sees it) waits, outside any new namespace, until the returned promise
+   * settles. Resolved: it goes on; rejected: the start is abandoned (the
+   * executor is killed) and fails with that error. Used to have systemd move
+   * it into the container's scope.
+   */
+  onSetup?: (setupPid: number) => Promise<void> | void;
 }
 
 export interface ContainerPids {
@@ -51,6 +59,8 @@ export interface ContainerExit {
   /** The exit status, or 128+N when killed by signal N (as a shell reports it). */
   code: number;
   signal: number | null;
+  /** With plan.watchOom: the kernel's OOM killer killed a process of the container. */
+  oomKilled?: boolean;
 }
 
 /** A failed executor step: one line for the user ("mount proc on /proc: operation not permitted"). */
@@ -190,6 +200,20 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
       case 'step':
         options.onTrace?.(status.text);
         break;
+      case 'setup':
+        void Promise.resolve()
+          .then(() => options.onSetup?.(status.pid))
+          .then(
+            () => {
+              control.write(Buffer.from('C'));
+              if (!plan.hold) control.end();
+            },
+            (error: unknown) => {
+              failAll(error instanceof NookError ? error : new NookError(String(error), { cause: error }));
+              child.kill('SIGKILL');
+            },
+          );
+        break;
       case 'created':
         created.resolve({ pid: status.pid, monitorPid: status.monitorPid });
         break;
@@ -203,7 +227,7 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
         failAll(new ExecutorError(status));
         break;
       case 'exited':
-        exit.resolve({ code: status.code, signal: status.signal });
+        exit.resolve({ code: status.code, signal: status.signal, ...(status.oomKilled ? { oomKilled: true } : {}) });
         break;
     }
   };
@@ -252,7 +276,7 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
   });
 
   control.write(encoded);
-  if (!plan.hold) control.end();
+  if (!plan.hold && !plan.holdBeforeNamespaces) control.end();
 
   if (child.pid === undefined) {
     // spawn failed synchronously (ENOENT, EACCES...): 'error' follows.

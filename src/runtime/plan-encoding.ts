@@ -151,6 +151,8 @@ export function encodePlan(plan: ExecutorPlan): Buffer {
   }
   w.optStr(plan.joinCgroup, 'joinCgroup');
   w.bool(plan.hold);
+  w.bool(plan.holdBeforeNamespaces ?? false);
+  w.bool(plan.watchOom ?? false);
 
   w.tokens.push(String(plan.namespaces.length));
   for (const ns of plan.namespaces) {

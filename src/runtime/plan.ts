@@ -187,12 +187,27 @@ export interface ExecutorPlan {
    * cgroup namespace is rooted there). The monitor stays outside it.
    */
   joinCgroup?: string;
+  /**
+   * The setup process reports {"type":"setup","pid":N} before it creates any
+   * namespace (after joinCgroup) and waits for one byte on the control fd:
+   * nook places it then, e.g. asks systemd to move it into a new scope, so
+   * that the cgroup namespace is rooted at the container's cgroup.
+   */
+  holdBeforeNamespaces?: boolean;
+  /**
+   * The setup process watches its cgroup's memory.events (opened right after
+   * joinCgroup / holdBeforeNamespaces) and reports whether the OOM killer
+   * struck while the container ran: "oomKilled" in the exited status, " oom"
+   * after the code in the exit file.
+   */
+  watchOom?: boolean;
 }
 
 /**
  * Status messages the executor writes, one JSON object per line, on the status
  * fd (fd 3 of the executor):
  *   {"type":"step","text":"..."}          with trace on
+ *   {"type":"setup","pid":N}               with `holdBeforeNamespaces`: the setup process waits for a byte
  *   {"type":"created","pid":N,"monitorPid":M} with `hold`: ready, waiting for the control byte
  *   {"type":"started","pid":N,"monitorPid":M} the container process has called execve
  *     successfully (pid: on the host); errors come before it, never after
@@ -203,7 +218,8 @@ export interface ExecutorPlan {
  */
 export type ExecutorStatus =
   | { type: 'step'; text: string }
+  | { type: 'setup'; pid: number }
   | { type: 'created'; pid: number; monitorPid: number }
   | { type: 'started'; pid: number; monitorPid: number }
   | { type: 'error'; step: string; errno?: string; message: string; exitCode: number }
-  | { type: 'exited'; code: number; signal: number | null };
+  | { type: 'exited'; code: number; signal: number | null; oomKilled?: boolean };

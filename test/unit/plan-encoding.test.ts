@@ -98,6 +98,8 @@ function expectedJson(plan: ExecutorPlan): unknown {
     user,
     joinCgroup: plan.joinCgroup ?? null,
     hold: plan.hold ?? false,
+    holdBeforeNamespaces: plan.holdBeforeNamespaces ?? false,
+    watchOom: plan.watchOom ?? false,
     namespaces: plan.namespaces.map((ns) => ({ type: ns.type, path: ns.path ?? null })),
     outerOps: ops(plan.outerOps),
     innerOps: ops(plan.innerOps),
