@@ -9,10 +9,9 @@
  * keeps (ports for `nook port`, the helper's pid and log for troubleshooting).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
 import { NookError } from '../lib/errors.js';
 import { ensureDir } from '../lib/paths.js';
 import { findExecutable } from './executable.js';
@@ -23,6 +22,8 @@ import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
 import { startPasta } from './pasta.js';
 import { bringLoopbackUp } from './loopback.js';
+import { closeLifeline, lifelineFd, type Lifeline } from './lifeline.js';
+import { processGone, processStartTime, stopHelper } from './helper-process.js';
 
 /** What a container's record keeps about its network. Plain JSON. */
 export interface NetworkState {
@@ -72,7 +73,7 @@ export interface AttachOptions {
    * the executor's monitor for as long as the container lives. It becomes the
    * helper's --exit-fd. attachNetwork closes nook's copy in every case.
    */
-  lifeline?: Socket | number;
+  lifeline?: Lifeline;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -118,12 +119,12 @@ function staticHandle(state: NetworkState): NetworkHandle {
 async function attachSlirp4netns(mode: Extract<NetworkMode, { kind: 'slirp4netns' }>, options: AttachOptions): Promise<NetworkHandle> {
   const binary = findExecutable('slirp4netns', options.env);
   if (!binary) throw new NookError('slirp4netns is not installed: install it (Debian/Ubuntu: apt install slirp4netns), or use --network none');
-  const lifelineFd = lifelineDescriptor(options.lifeline);
+  const lifeline = lifelineFd(options.lifeline, 'slirp4netns');
   const features = await probeSlirp4netns(binary, options.runRoot);
   ensureDir(options.runDir);
   const apiSocket = apiSocketPath(options.runDir, options.runRoot);
   const logPath = join(options.runDir, 'slirp4netns.log');
-  const slirp = await startSlirp4netns({ features, options: mode.options, pid: options.pid, apiSocket, logPath, lifelineFd });
+  const slirp = await startSlirp4netns({ features, options: mode.options, pid: options.pid, apiSocket, logPath, lifelineFd: lifeline });
   const stop = () => stopHelper(slirp.pid, apiSocket);
   try {
     for (const port of options.ports) await addHostForward(apiSocket, port);
@@ -157,26 +158,6 @@ function slirpWarnings(options: { allowHostLoopback: boolean }, ports: readonly 
   ];
 }
 
-function lifelineDescriptor(lifeline: Socket | number | undefined): number {
-  if (typeof lifeline === 'number') return lifeline;
-  // A net.Socket made by child_process for an extra stdio 'pipe' wraps a socketpair end; its fd is on the handle.
-  const fd = (lifeline as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
-  if (typeof fd === 'number' && fd >= 0) return fd;
-  throw new NookError(
-    'internal: attachNetwork needs the lifeline (the socket whose peer the executor monitor holds), or slirp4netns would outlive the container',
-  );
-}
-
-function closeLifeline(lifeline: Socket | number | undefined): void {
-  if (lifeline === undefined) return;
-  try {
-    if (typeof lifeline === 'number') closeSync(lifeline);
-    else lifeline.destroy();
-  } catch {
-    // already closed
-  }
-}
-
 /**
  * A unix socket path must fit in sun_path (107 bytes). The container's run
  * directory (…/containers/<64-hex id>) often does not, so fall back to a short
@@ -204,44 +185,6 @@ function ensurePrivateDir(dir: string, uid: number): void {
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
     throw new NookError(`${dir} is not a private directory of this user (owner ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): remove it`);
   }
-}
-
-/** /proc/PID/stat field 22, the start time in clock ticks. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-function processGone(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
-}
-
-async function stopHelper(pid: number, socket?: string): Promise<void> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    // already gone
-  }
-  const deadline = Date.now() + 2000;
-  while (!processGone(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  if (!processGone(pid)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile
-    }
-  }
-  // A sandboxed slirp4netns cannot unlink its socket (its root is a tmpfs by then).
-  if (socket) rmSync(socket, { force: true });
 }
 
 /**

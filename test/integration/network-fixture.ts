@@ -2,22 +2,23 @@
  * A network namespace made the way a container's is, without the executor:
  * `unshare -Urn --fork sleep` gives a process in a new user and network
  * namespace. The unshare process plays the executor's monitor: it holds the
- * child end of the lifeline (an extra stdio pipe, inherited by its child too),
- * and the test keeps nook's end to hand to attachNetwork.
+ * write end of the lifeline (a pipe made with pipe2, as `nook run` makes it;
+ * its child inherits a copy too), and the test keeps the read end to hand to
+ * attachNetwork, which closes it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
+import { linuxSyscalls } from '../../src/syscalls/syscalls.js';
 
 export interface NamespaceHolder {
   /** the unshare process: the "monitor" */
   monitor: ChildProcess;
   /** the process inside the new namespaces: the "container" */
   pid: number;
-  /** nook's end of the lifeline, for attachNetwork */
-  lifeline: Socket;
+  /** nook's end of the lifeline (the pipe's read end), for attachNetwork, which closes it */
+  lifeline: number;
   dir: string;
   /** kills both processes (SIGKILL) and removes the directory */
   destroy(): void;
@@ -32,7 +33,9 @@ export async function sleep(ms: number): Promise<void> {
 }
 
 export async function makeNamespaceHolder(seconds = 120): Promise<NamespaceHolder> {
-  const monitor = spawn('unshare', ['-Urn', '--fork', 'sleep', String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+  const [readEnd, writeEnd] = (await linuxSyscalls()).pipe();
+  const monitor = spawn('unshare', ['-Urn', '--fork', 'sleep', String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', writeEnd] });
+  closeSync(writeEnd);
   const monitorPid = monitor.pid;
   if (monitorPid === undefined) throw new Error('unshare did not start');
   let pid = 0;
@@ -48,7 +51,7 @@ export async function makeNamespaceHolder(seconds = 120): Promise<NamespaceHolde
   }
   if (!pid) throw new Error('the namespace holder did not start');
   const dir = mkdtempSync(join(tmpdir(), 'nook-nettest-'));
-  const lifeline = monitor.stdio[3] as Socket;
+  const lifeline = readEnd;
   return {
     monitor,
     pid,
@@ -62,7 +65,6 @@ export async function makeNamespaceHolder(seconds = 120): Promise<NamespaceHolde
           // gone
         }
       }
-      lifeline.destroy();
       rmSync(dir, { recursive: true, force: true });
     },
   };

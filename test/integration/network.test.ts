@@ -10,7 +10,7 @@ import test from 'ava';
 import { createServer, connect, type Server } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { attachNetwork } from '../../src/network/attach.js';
@@ -302,7 +302,7 @@ test('slirp4netns survives nook killed with -9 and ends with the container, even
     { stdio: ['ignore', 'pipe', 'inherit', holder.lifeline] },
   );
   t.teardown(() => nook.kill('SIGKILL'));
-  holder.lifeline.destroy(); // only "nook" has it now
+  closeSync(holder.lifeline); // only "nook" has it now
   const line = await waitForLine(nook, /slirp=\d+/);
   const slirp = Number(line.split('=')[1]);
   nook.kill('SIGKILL');

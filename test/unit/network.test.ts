@@ -10,6 +10,7 @@ import { renderContainerFiles, upstreamResolvers, type HostResolverFiles } from 
 import { parseSlirpHelp } from '../../src/network/slirp-features.js';
 import { slirp4netnsArgs } from '../../src/network/slirp4netns.js';
 import { apiSocketPath, checkPublishAllowed } from '../../src/network/attach.js';
+import { pastaArgs } from '../../src/network/pasta.js';
 
 // ---- --network
 
@@ -227,4 +228,18 @@ test('apiSocketPath: fits in sun_path, falling back to a short private directory
   t.true(Buffer.byteLength(fallback) <= 107);
   // stable: the same container gets the same path
   t.is(apiSocketPath(join(deepRoot, 'containers', 'b'.repeat(64)), deepRoot), fallback);
+});
+
+test('pastaArgs: only the published ports, no forwarding towards the host, the pid last', (t) => {
+  const ports = parsePublishList(['127.0.0.1:8080:80', '5353:53/udp']);
+  t.deepEqual(pastaArgs([], ports, '/r/pasta.pid', '/r/pasta.log', 42), [
+    '--config-net', '--foreground', '--quiet', '--pid', '/r/pasta.pid', '--log-file', '/r/pasta.log',
+    '-t', '127.0.0.1/8080:80', '-u', '5353:53', '-T', 'none', '-U', 'none', '--no-map-gw', '42',
+  ]);
+  const none = pastaArgs(['--ipv4-only'], [], '/p', '/l', 7);
+  t.deepEqual(none.slice(7), ['-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '--no-map-gw', '--ipv4-only', '7']);
+  // the user's own forwarding choices win
+  const own = pastaArgs(['-T', '5432'], [], '/p', '/l', 7);
+  t.false(own.slice(0, -3).includes('-T'));
+  t.deepEqual(own.slice(-3), ['-T', '5432', '7']);
 });
