@@ -76,11 +76,14 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/openat2.h>
@@ -99,6 +102,9 @@
 #define SPAWN_MOUNT_TIMEOUT_MS 10000
 #define DAEMON_STOP_TIMEOUT_MS 2000
 #define MAX_DAEMONS 16
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* The plan, decoded                                                         */
@@ -128,16 +134,17 @@ enum op_kind {
     OP_SETHOSTNAME,
     OP_MASK,
     OP_READONLY,
+    OP_SYNC,
 };
 
 static const char *const op_names[] = {
     "set-root", "mount", "mkdir", "symlink", "write-file", "spawn-mount",
-    "chdir", "pivot-root", "umount", "sethostname", "mask", "readonly",
+    "chdir", "pivot-root", "umount", "sethostname", "mask", "readonly", "sync",
 };
 
 struct op {
     enum op_kind kind;
-    const char *path;    /* set-root, mkdir, symlink (the link), write-file, chdir, pivot-root, mask, readonly */
+    const char *path;    /* set-root, mkdir, symlink (the link), write-file, chdir, pivot-root, mask, readonly; sync: its name */
     const char *source;  /* mount */
     const char *target;  /* mount, symlink (what it points to), spawn-mount, umount */
     const char *fstype;  /* mount */
@@ -166,11 +173,12 @@ struct caps {
 };
 
 enum user_mode { USER_NONE, USER_JOIN, USER_NEW };
-enum monitor_mode { MONITOR_FOREGROUND, MONITOR_DETACHED };
+enum monitor_mode { MONITOR_FOREGROUND, MONITOR_DETACHED, MONITOR_HANDOFF };
 
 struct plan {
     bool trace;
     bool hold;
+    const char *start_fifo; /* with hold: wait for a byte in this FIFO instead of on the control fd */
     enum user_mode user_mode;
     const char *user_path;
     size_t n_uid_map, n_gid_map;
@@ -201,6 +209,7 @@ struct plan {
         long oom_score_adj;
         bool search_path;
         bool terminal;
+        unsigned console_rows, console_cols; /* 0: leave the size alone */
         long umask; /* -1: leave as inherited */
     } proc;
     struct {
@@ -208,6 +217,8 @@ struct plan {
         const char *log_path, *exit_file, *pid_file; /* NULL when absent */
         struct strv on_exit;
         bool die_with_parent;
+        const char *console_socket; /* with a terminal: pass its controlling side there (OCI --console-socket) */
+        bool terminal_stdin;        /* foreground with a terminal: copy our stdin to it */
     } mon;
 };
 
@@ -226,6 +237,19 @@ static struct {
     pid_t kill_on_fail[MAX_DAEMONS + 2];
     size_t n_kill;
 } g = { ROLE_MONITOR, -1, false, -1, {0}, 0 };
+
+/* The monitor's stdin settings before it made the user's terminal raw (-it):
+ * every way out of the monitor puts them back. */
+static struct {
+    bool saved;
+    struct termios attrs;
+} user_terminal;
+
+static void restore_user_terminal(void) {
+    if (!user_terminal.saved) return;
+    tcsetattr(0, TCSADRAIN, &user_terminal.attrs);
+    user_terminal.saved = false;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Status lines (JSON)                                                       */
@@ -358,6 +382,7 @@ static _Noreturn void fail_with(int exit_code, int err, const char *message, con
     ln_raw(&l, "}");
     status_send(&l);
     if (g.role == ROLE_CONTAINER && g.exec_fd >= 0) write_all(g.exec_fd, "E", 1);
+    if (g.role == ROLE_MONITOR) restore_user_terminal();
     kill_children();
     _exit(exit_code);
 }
@@ -501,6 +526,7 @@ static void rd_op(struct reader *r, struct op *op) {
     case OP_PIVOT_ROOT:
     case OP_MASK:
     case OP_READONLY:
+    case OP_SYNC:
         op->path = rd_str(r);
         break;
     case OP_MOUNT:
@@ -598,6 +624,7 @@ static const char *decode_plan(char *buf, size_t len, struct plan *plan) {
     plan->hold = rd_bool(r);
     plan->hold_setup = rd_bool(r);
     plan->watch_oom = rd_bool(r);
+    plan->start_fifo = rd_opt_str(r);
 
     plan->n_ns = rd_count(r);
     plan->ns = xcalloc(plan->n_ns, sizeof *plan->ns);
@@ -658,20 +685,34 @@ static const char *decode_plan(char *buf, size_t len, struct plan *plan) {
     }
     plan->proc.search_path = rd_bool(r);
     plan->proc.terminal = rd_bool(r);
+    plan->proc.console_rows = (unsigned)rd_u32(r) & 0xffff;
+    plan->proc.console_cols = (unsigned)rd_u32(r) & 0xffff;
     plan->proc.umask = (long)rd_i64(r);
 
     const char *mode = rd_str(r);
     if (!strcmp(mode, "detached")) plan->mon.mode = MONITOR_DETACHED;
     else if (!strcmp(mode, "foreground")) plan->mon.mode = MONITOR_FOREGROUND;
+    else if (!strcmp(mode, "handoff")) plan->mon.mode = MONITOR_HANDOFF;
     else if (!r->error) r->error = "bad monitor mode";
     plan->mon.log_path = rd_opt_str(r);
     plan->mon.exit_file = rd_opt_str(r);
     plan->mon.pid_file = rd_opt_str(r);
     plan->mon.on_exit = rd_strv(r);
     plan->mon.die_with_parent = rd_bool(r);
+    plan->mon.console_socket = rd_opt_str(r);
+    plan->mon.terminal_stdin = rd_bool(r);
 
     rd_expect(r, "end");
     if (!r->error && r->p != r->end) r->error = "trailing bytes after the plan";
+    for (size_t i = 0; i < plan->n_outer && !r->error; i++) {
+        if (plan->outer[i].kind == OP_SYNC) r->error = "sync is an innerOps operation (the container process waits there)";
+    }
+    for (size_t i = 0; i < plan->n_inner && !r->error; i++) {
+        if (plan->inner[i].kind == OP_SYNC && !plan->hold) r->error = "sync needs hold (the control fd stays open)";
+    }
+    if (!r->error && plan->start_fifo && !plan->hold) r->error = "startFifo needs hold";
+    if (!r->error && plan->mon.mode == MONITOR_HANDOFF && plan->proc.terminal && !plan->mon.console_socket)
+        r->error = "a terminal in handoff mode needs a console socket (nobody else would hold its controlling side)";
     return r->error;
 }
 
@@ -771,6 +812,10 @@ static void out_ops(const struct op *ops, size_t n) {
             fputs(",\"name\":", stdout);
             out_str(op->data);
             break;
+        case OP_SYNC:
+            fputs(",\"name\":", stdout);
+            out_str(op->path);
+            break;
         }
         putchar('}');
     }
@@ -800,6 +845,8 @@ static void print_plan(const struct plan *p) {
     out_opt_str(p->join_cgroup);
     printf(",\"hold\":%s", p->hold ? "true" : "false");
     printf(",\"holdBeforeNamespaces\":%s,\"watchOom\":%s", p->hold_setup ? "true" : "false", p->watch_oom ? "true" : "false");
+    fputs(",\"startFifo\":", stdout);
+    out_opt_str(p->start_fifo);
     fputs(",\"namespaces\":[", stdout);
     for (size_t i = 0; i < p->n_ns; i++) {
         printf("%s{\"type\":\"%s\",\"path\":", i ? "," : "", p->ns[i].name);
@@ -842,11 +889,15 @@ static void print_plan(const struct plan *p) {
     fputs("],\"oomScoreAdj\":", stdout);
     if (p->proc.has_oom) printf("%ld", p->proc.oom_score_adj);
     else fputs("null", stdout);
-    printf(",\"searchPath\":%s,\"terminal\":%s,\"umask\":", p->proc.search_path ? "true" : "false",
+    printf(",\"searchPath\":%s,\"terminal\":%s,\"consoleSize\":", p->proc.search_path ? "true" : "false",
            p->proc.terminal ? "true" : "false");
+    if (p->proc.console_rows && p->proc.console_cols) printf("{\"rows\":%u,\"cols\":%u}", p->proc.console_rows, p->proc.console_cols);
+    else fputs("null", stdout);
+    fputs(",\"umask\":", stdout);
     if (p->proc.umask >= 0) printf("%ld", p->proc.umask);
     else fputs("null", stdout);
-    printf("},\"monitor\":{\"mode\":\"%s\",\"logPath\":", p->mon.mode == MONITOR_DETACHED ? "detached" : "foreground");
+    printf("},\"monitor\":{\"mode\":\"%s\",\"logPath\":",
+           p->mon.mode == MONITOR_DETACHED ? "detached" : p->mon.mode == MONITOR_HANDOFF ? "handoff" : "foreground");
     out_opt_str(p->mon.log_path);
     fputs(",\"exitFile\":", stdout);
     out_opt_str(p->mon.exit_file);
@@ -854,7 +905,9 @@ static void print_plan(const struct plan *p) {
     out_opt_str(p->mon.pid_file);
     fputs(",\"onExit\":", stdout);
     out_strv(&p->mon.on_exit);
-    printf(",\"dieWithParent\":%s}}\n", p->mon.die_with_parent ? "true" : "false");
+    printf(",\"dieWithParent\":%s,\"consoleSocket\":", p->mon.die_with_parent ? "true" : "false");
+    out_opt_str(p->mon.console_socket);
+    printf(",\"terminalStdin\":%s}}\n", p->mon.terminal_stdin ? "true" : "false");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -978,6 +1031,46 @@ static const char *signal_name(int sig) {
 }
 
 /* Writes a small file atomically: a temporary name in the same directory, then rename. */
+/* One descriptor over a unix socket (SCM_RIGHTS); the payload is a name, as runc sends its console's. */
+static int send_fd(int sock, int fd, const char *name) {
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct iovec iov = { (void *)name, strlen(name) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    do n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+/* The descriptor sent by send_fd; -1 with errno 0 at EOF, or with the error. */
+static int recv_fd(int sock) {
+    char name[256], control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { name, sizeof name };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control };
+    ssize_t n;
+    do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        if (n == 0) errno = 0;
+        return -1;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            return fd;
+        }
+    }
+    errno = EBADMSG;
+    return -1;
+}
+
 static int write_file_atomic(const char *path, const char *content) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid()) >= (int)sizeof tmp) return ENAMETOOLONG;
@@ -1378,6 +1471,23 @@ static void do_pivot_root(const struct op *op) {
     close(new_root);
 }
 
+/* A sync point (container process only): the monitor reports "paused", nook
+ * does what must happen at this point (OCI hooks that need the container's
+ * namespaces before pivot_root) and writes one byte on the control fd. */
+static void do_sync(const struct op *op) {
+    step("sync %s: waiting for nook", op->path);
+    write_all(g.exec_fd, "S", 1);
+    char go;
+    ssize_t n;
+    do n = read(PLAN_FD, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        char what[PATH_MAX];
+        snprintf(what, sizeof what, "sync %s", op->path);
+        fail_with(EXIT_INTERNAL, n < 0 ? errno : 0, "nook closed the control fd (or failed) at this point", what);
+    }
+}
+
 static void run_ops(struct opctx *ctx, const struct op *ops, size_t n, const sigset_t *original_mask) {
     for (size_t i = 0; i < n; i++) {
         const struct op *op = &ops[i];
@@ -1423,6 +1533,9 @@ static void run_ops(struct opctx *ctx, const struct op *ops, size_t n, const sig
             break;
         case OP_READONLY:
             do_readonly(op);
+            break;
+        case OP_SYNC:
+            do_sync(op);
             break;
         }
     }
@@ -1524,7 +1637,49 @@ struct container_args {
     int parent_pidfd; /* the setup process */
     bool own_mount_ns;
     int last_cap;
+    int console_fd;   /* with a terminal: the socket to the monitor */
 };
+
+/*
+ * process.terminal: the container's terminal comes from its own devpts
+ * instance (mounted with newinstance), as runc and crun do it, so that `tty`
+ * names a /dev/pts/N that exists in the container. The controlling side goes
+ * to the monitor, which relays it to the user's terminal, a log, or a console
+ * socket; the terminal side becomes stdin/stdout/stderr and the controlling
+ * terminal of a new session.
+ */
+static void open_terminal(const struct plan *plan, int console_fd) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) fail(errno, "open /dev/ptmx for the container's terminal");
+    int unlock = 0, number = -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) fail(errno, "unlock the container's terminal (TIOCSPTLCK)");
+    if (ioctl(master, TIOCGPTN, &number) < 0) fail(errno, "number of the container's terminal (TIOCGPTN)");
+    /* Through the controlling side rather than by name: nothing in the
+     * container can put another file at /dev/pts/N in between (Linux 4.13+). */
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0 && (errno == EINVAL || errno == ENOTTY)) {
+        char name[32];
+        snprintf(name, sizeof name, "/dev/pts/%d", number);
+        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    }
+    if (slave < 0) fail(errno, "open the container's terminal /dev/pts/%d", number);
+    step("terminal /dev/pts/%d (%u rows, %u columns)", number, plan->proc.console_rows, plan->proc.console_cols);
+    if (plan->proc.console_rows && plan->proc.console_cols) {
+        struct winsize ws = { (unsigned short)plan->proc.console_rows, (unsigned short)plan->proc.console_cols, 0, 0 };
+        if (ioctl(slave, TIOCSWINSZ, &ws) < 0) fail(errno, "set the size of the container's terminal");
+    }
+    /* The process's user owns its terminal, as after a login; an id the
+     * namespace does not map (single mapping) leaves it to root. */
+    if (fchown(slave, (uid_t)plan->proc.uid, (gid_t)plan->proc.gid) < 0 && errno != EINVAL && errno != EPERM)
+        fail(errno, "chown the container's terminal /dev/pts/%d", number);
+    if (send_fd(console_fd, master, "/dev/ptmx") < 0) fail(errno, "send the terminal to the monitor");
+    close(master);
+    close(console_fd);
+    if (setsid() < 0) fail(errno, "setsid");
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) fail(errno, "make /dev/pts/%d the controlling terminal (TIOCSCTTY)", number);
+    for (int fd = 0; fd < 3; fd++) redirect(slave, fd);
+    if (slave > 2) close(slave);
+}
 
 static _Noreturn void run_container(const struct container_args *a) {
     const struct plan *plan = a->plan;
@@ -1532,6 +1687,14 @@ static _Noreturn void run_container(const struct container_args *a) {
     g.n_kill = 0;
     reset_signals(a->original_mask);
     die_with_parent(a->parent_pidfd);
+
+    /* Opened while the host's paths are still visible (before pivot_root), read at the hold.
+     * Non-blocking: a FIFO's open for reading would otherwise wait for a writer. */
+    int start_fifo = -1;
+    if (plan->start_fifo) {
+        start_fifo = open(plan->start_fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (start_fifo < 0) fail(errno, "open the start FIFO %s", plan->start_fifo);
+    }
 
     if (a->own_mount_ns) {
         /* A copy of the setup process's mount namespace: pivot_root below then
@@ -1553,11 +1716,7 @@ static _Noreturn void run_container(const struct container_args *a) {
     run_ops(&ctx, plan->inner, plan->n_inner, a->original_mask);
     close_fd(&ctx.rootfd);
 
-    if (plan->proc.terminal) {
-        step("setsid, TIOCSCTTY on stdin");
-        if (setsid() < 0) fail(errno, "setsid");
-        if (ioctl(0, TIOCSCTTY, 0) < 0) fail(errno, "make stdin the controlling terminal (TIOCSCTTY)");
-    }
+    if (plan->proc.terminal) open_terminal(plan, a->console_fd);
     for (size_t i = 0; i < plan->proc.n_rlimits; i++) {
         const struct rlimit_entry *rl = &plan->proc.rlimits[i];
         struct rlimit lim = { (rlim_t)rl->soft, (rlim_t)rl->hard };
@@ -1598,7 +1757,32 @@ static _Noreturn void run_container(const struct container_args *a) {
     if (plan->proc.umask >= 0) umask((mode_t)plan->proc.umask);
     /* Descriptors we did not mean to pass (inherited by nook itself) close at execve. */
     close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (plan->hold) {
+    if (plan->mon.mode == MONITOR_HANDOFF) {
+        /* The monitor and the setup process go away once we are ready: from
+         * here on we belong to the caller's subreaper (conmon, a shim) or init. */
+        step("handoff: no parent-death signal");
+        if (prctl(PR_SET_PDEATHSIG, 0) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG, 0)");
+    }
+    if (plan->hold && start_fifo >= 0) {
+        /* OCI create/start: the process that created us exits; `start` writes
+         * one byte into the FIFO (opening it fails with ENXIO once we are gone). */
+        step("hold: waiting for a byte in %s", plan->start_fifo);
+        write_all(g.exec_fd, "H", 1);
+        close(PLAN_FD);
+        close_fd(&g.status_fd); /* nook must see the status pipe's end when it leaves */
+        char go;
+        ssize_t n;
+        for (;;) {
+            struct pollfd pfd = { start_fifo, POLLIN, 0 };
+            if (poll(&pfd, 1, -1) < 0 && errno == EINTR) continue;
+            do n = read(start_fifo, &go, 1);
+            while (n < 0 && errno == EINTR);
+            if (n < 0 && errno == EAGAIN) continue;
+            break;
+        }
+        if (n != 1) fail_with(EXIT_INTERNAL, n < 0 ? errno : 0, "the start FIFO was closed without a byte", "hold before execve");
+        close(start_fifo);
+    } else if (plan->hold) {
         /* Ready: the monitor reports "created"; nook attaches what needs the
          * pid (network, cgroup) and then lets us go with one byte. */
         step("hold: waiting for the control byte");
@@ -1641,6 +1825,7 @@ struct pipes {
     int exec[2];   /* container -> monitor: 'E' on failure, EOF on execve (CLOEXEC) */
     int out[2], err[2]; /* detached: the container's stdout/stderr */
     int null_fd;        /* detached: the container's stdin */
+    int console[2];     /* container -> monitor: its terminal's controlling side (socketpair) */
 };
 
 /* The memory.events file of this process's cgroup (cgroup v2), or -1. */
@@ -1723,6 +1908,7 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
     close_fd(&p->report[0]);
     close_fd(&p->go[1]);
     close_fd(&p->exec[0]);
+    close_fd(&p->console[0]);
     if (plan->mon.mode == MONITOR_DETACHED) {
         redirect(p->null_fd, 0);
         redirect(p->out[1], 1);
@@ -1832,7 +2018,7 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
         }
     }
 
-    struct container_args ca = { plan, original_mask, self_pidfd, new_mount_ns, last_cap() };
+    struct container_args ca = { plan, original_mask, self_pidfd, new_mount_ns, last_cap(), p->console[1] };
     pid_t child = fork();
     if (child < 0) fail(errno, "fork the container process");
     if (child == 0) {
@@ -1846,11 +2032,23 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
      * the exec pipe once it has run execve, and the status fd closes when the
      * monitor closes it (detached) since nobody else holds it. */
     close_fd(&p->exec[1]);
+    close_fd(&p->console[1]);
     close_fd(&g.status_fd);
     if (plan->hold) close(PLAN_FD);
     g.trace = false;
 
     int status = 0;
+    if (plan->mon.mode == MONITOR_HANDOFF) {
+        /* The container is handed to whoever reaps orphans (conmon, a shim,
+         * init): learn its status without reaping it (WNOWAIT), so that the
+         * monitor can report a failed start, and wait to be killed. */
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        while (waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {}
+        status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0) : W_EXITCODE(0, info.si_status);
+        send_report(p->report[1], 'X', status);
+        for (;;) pause();
+    }
     for (;;) {
         pid_t done = waitpid(-1, &status, 0);
         if (done < 0 && errno == EINTR) continue;
@@ -2025,16 +2223,199 @@ static void run_on_exit(const struct plan *plan, const sigset_t *original_mask) 
     _exit(EXIT_NOT_FOUND);
 }
 
+/* The container's terminal as the monitor holds it (process.terminal). */
+struct terminal_relay {
+    int master;            /* controlling side: -1 before it arrives, once closed, or when passed on */
+    bool received;
+    bool to_log;           /* detached: its output goes to the log */
+    bool relay_stdin;      /* foreground -it: our stdin goes to it */
+    bool stdin_is_tty;
+    char pending[4096];    /* input the terminal could not take yet */
+    size_t pending_off, pending_len;
+    char last_input;
+};
+
+static bool relay_has_pending(const struct terminal_relay *t) {
+    return t->pending_off < t->pending_len;
+}
+
+/* The user's terminal size onto the container's (at start and on SIGWINCH);
+ * the kernel then signals the container's foreground process group. */
+static void copy_window_size(int master) {
+    struct winsize ws;
+    if (ioctl(0, TIOCGWINSZ, &ws) < 0 && ioctl(1, TIOCGWINSZ, &ws) < 0) return;
+    ioctl(master, TIOCSWINSZ, &ws);
+}
+
+/* Raw: every key (^C, ^Z, ^D...) goes to the container's terminal, whose own
+ * line discipline gives it meaning there. Restored by restore_user_terminal. */
+static void make_user_terminal_raw(void) {
+    struct termios attrs;
+    if (tcgetattr(0, &attrs) < 0) return;
+    user_terminal.attrs = attrs;
+    user_terminal.saved = true;
+    cfmakeraw(&attrs);
+    if (tcsetattr(0, TCSADRAIN, &attrs) < 0) user_terminal.saved = false;
+}
+
+/* OCI --console-socket: the caller (conmon, containerd-shim) holds the terminal. */
+static void send_to_console_socket(const char *path, int master) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr.sun_path) fail(ENAMETOOLONG, "connect to the console socket %s", path);
+    memcpy(addr.sun_path, path, strlen(path));
+    int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) fail(errno, "create a socket for the console socket %s", path);
+    int rc;
+    do rc = connect(sock, (struct sockaddr *)&addr, sizeof addr);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) fail(errno, "connect to the console socket %s", path);
+    if (send_fd(sock, master, "/dev/ptmx") < 0) fail(errno, "send the terminal to the console socket %s", path);
+    close(sock);
+}
+
+static void terminal_arrived(const struct plan *plan, struct terminal_relay *t, int master) {
+    t->received = true;
+    if (plan->mon.console_socket) {
+        step("terminal: controlling side sent to the console socket %s", plan->mon.console_socket);
+        send_to_console_socket(plan->mon.console_socket, master);
+        close(master);
+        return;
+    }
+    if (fcntl(master, F_SETFL, O_NONBLOCK) < 0) fail(errno, "make the terminal non-blocking");
+    t->master = master;
+    if (plan->mon.mode == MONITOR_DETACHED) {
+        t->to_log = true;
+        return;
+    }
+    copy_window_size(master);
+    if (plan->mon.terminal_stdin) {
+        t->relay_stdin = true;
+        t->stdin_is_tty = isatty(0);
+        if (t->stdin_is_tty) make_user_terminal_raw();
+    }
+}
+
+/* Writes what is pending without blocking: a program that does not read its
+ * terminal must not stop the monitor (and with it the output and signals). */
+static void relay_flush(struct terminal_relay *t) {
+    while (relay_has_pending(t)) {
+        ssize_t n = write(t->master, t->pending + t->pending_off, t->pending_len - t->pending_off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return; /* POLLOUT brings us back */
+        if (n < 0) break;
+        t->pending_off += (size_t)n;
+    }
+    t->pending_off = t->pending_len = 0;
+}
+
+static void relay_input(struct terminal_relay *t) {
+    ssize_t n = read(0, t->pending, sizeof t->pending);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    t->pending_off = 0;
+    if (n > 0) {
+        t->pending_len = (size_t)n;
+        t->last_input = t->pending[n - 1];
+    } else {
+        t->relay_stdin = false;
+        t->pending_len = 0;
+        if (n == 0 && !t->stdin_is_tty) {
+            /* Piped input ended: say so as a typist would, with the EOF
+             * character (twice after an unfinished line). */
+            struct termios attrs;
+            char eof = tcgetattr(t->master, &attrs) == 0 && attrs.c_cc[VEOF] ? (char)attrs.c_cc[VEOF] : 4;
+            if (t->last_input && t->last_input != '\n') t->pending[t->pending_len++] = eof;
+            t->pending[t->pending_len++] = eof;
+        }
+    }
+    relay_flush(t);
+}
+
+static void write_out(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) { /* a descriptor shared with a non-blocking Node stream */
+            struct pollfd pfd = { fd, POLLOUT, 0 };
+            poll(&pfd, 1, 1000);
+            continue;
+        }
+        if (n <= 0) return;
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void relay_output(struct terminal_relay *t, int log_fd) {
+    if (t->to_log) {
+        pump_log(&t->master, log_fd, "stdout");
+        return;
+    }
+    static char buf[8192];
+    ssize_t n = read(t->master, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) {
+        /* EIO: every terminal-side descriptor is closed, the container is gone. */
+        close_fd(&t->master);
+        t->relay_stdin = false;
+        return;
+    }
+    write_out(1, buf, (size_t)n);
+}
+
+/*
+ * Handoff (OCI create, exec -d): the container is ready, or runs. Pass the
+ * terminal on if it has not gone yet, then leave with the setup process, so
+ * that the container is reparented to the caller's subreaper (conmon,
+ * containerd-shim), which reaps it, or to init.
+ */
+static _Noreturn void hand_off(const struct plan *plan, struct terminal_relay *t, int *console_fd, pid_t setup) {
+    if (plan->proc.terminal && !t->received && *console_fd >= 0) {
+        /* it was sent before the container reported: this read does not wait */
+        int master = recv_fd(*console_fd);
+        if (master < 0) fail(errno ? errno : EPIPE, "receive the container's terminal");
+        terminal_arrived(plan, t, master);
+    }
+    close_fd(&g.status_fd);
+    kill(setup, SIGKILL);
+    while (waitpid(setup, NULL, 0) < 0 && errno == EINTR) {}
+    _exit(0);
+}
+
+static void report_pids(const char *type, pid_t container, pid_t monitor_pid) {
+    struct line l = { .len = 0 };
+    ln_raw(&l, "{\"type\":\"");
+    ln_raw(&l, type);
+    ln_raw(&l, "\",\"pid\":");
+    ln_int(&l, container);
+    ln_raw(&l, ",\"monitorPid\":");
+    ln_int(&l, monitor_pid);
+    ln_raw(&l, "}");
+    status_send(&l);
+}
+
 static _Noreturn void run_monitor(struct plan *plan) {
     bool detached = plan->mon.mode == MONITOR_DETACHED;
+    bool handoff = plan->mon.mode == MONITOR_HANDOFF;
     pid_t monitor_pid = getpid();
+    /* -it: the user's terminal goes raw, so the monitor must outlive nook long
+     * enough to restore it: a pidfd of nook instead of a parent-death SIGKILL. */
+    bool raw_terminal = plan->proc.terminal && plan->mon.mode == MONITOR_FOREGROUND && !plan->mon.console_socket &&
+                        plan->mon.terminal_stdin && isatty(0);
+    int parent_fd = -1;
 
     if (plan->mon.die_with_parent) {
         pid_t parent = getppid();
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+        if (raw_terminal) {
+            parent_fd = (int)syscall(SYS_pidfd_open, parent, 0);
+            if (parent_fd < 0) fail(errno, "pidfd_open of nook");
+        } else if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+            fail(errno, "prctl(PR_SET_PDEATHSIG)");
+        }
         if (getppid() != parent) _exit(EXIT_INTERNAL);
     }
-    struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
+    struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1, { -1, -1 } };
     int log_fd = -1;
     if (detached) {
         if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");
@@ -2050,8 +2431,9 @@ static _Noreturn void run_monitor(struct plan *plan) {
             if (log_fd < 0) fail(errno, "open the log file %s", plan->mon.log_path);
         }
     }
-    /* Orphans of the container (when it has no pid namespace) come to us, not to init. */
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) fail(errno, "prctl(PR_SET_CHILD_SUBREAPER)");
+    /* Orphans of the container (when it has no pid namespace) come to us, not
+     * to init. Not in handoff: the caller's subreaper takes the container. */
+    if (!handoff && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) fail(errno, "prctl(PR_SET_CHILD_SUBREAPER)");
 
     /* Signals are read from a signalfd in the main loop: no handlers, no races. */
     sigset_t mask, original_mask;
@@ -2066,6 +2448,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
     xpipe(p.report, "report");
     xpipe(p.go, "sync");
     xpipe(p.exec, "exec");
+    if (plan->proc.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.console) < 0) fail(errno, "socketpair for the terminal");
     int self_pidfd = pidfd_open_self();
     if (self_pidfd < 0) fail(errno, "pidfd_open");
 
@@ -2074,6 +2457,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
     if (setup == 0) {
         close(sig_fd);
         close_fd(&log_fd);
+        close_fd(&parent_fd);
         run_setup(plan, &p, &original_mask, self_pidfd);
     }
     remember_child(setup);
@@ -2085,26 +2469,47 @@ static _Noreturn void run_monitor(struct plan *plan) {
     close_fd(&p.out[1]);
     close_fd(&p.err[1]);
     close_fd(&p.null_fd);
+    close_fd(&p.console[1]);
 
+    struct terminal_relay term;
+    memset(&term, 0, sizeof term);
+    term.master = -1;
     pid_t container = 0;
     bool exec_failed = false, started = false, created = false, setup_done = false, have_status = false;
     bool oom_killed = false;
     int setup_status = 0, container_status = 0, interrupted_by = 0;
 
-    while (!setup_done || p.report[0] >= 0 || p.exec[0] >= 0 || p.out[0] >= 0 || p.err[0] >= 0) {
+    enum { FD_SIG, FD_REPORT, FD_EXEC, FD_OUT, FD_ERR, FD_CONSOLE, FD_MASTER, FD_STDIN, FD_PARENT, N_FDS };
+    while (!setup_done || p.report[0] >= 0 || p.exec[0] >= 0 || p.out[0] >= 0 || p.err[0] >= 0 || p.console[0] >= 0 ||
+           term.master >= 0) {
         /* Once the setup process is gone, the container and its pid namespace
          * are too: drain what the pipes still hold and stop. */
         int timeout = setup_done ? 0 : -1;
-        struct pollfd fds[5] = {
-            { sig_fd, POLLIN, 0 }, { p.report[0], POLLIN, 0 }, { p.exec[0], POLLIN, 0 },
-            { p.out[0], POLLIN, 0 }, { p.err[0], POLLIN, 0 },
+        if (setup_done) term.pending_off = term.pending_len = 0;
+        struct pollfd fds[N_FDS] = {
+            [FD_SIG] = { sig_fd, POLLIN, 0 },
+            [FD_REPORT] = { p.report[0], POLLIN, 0 },
+            /* the container's pid ('P' on the report pipe) must be known first */
+            [FD_EXEC] = { container > 0 || setup_done ? p.exec[0] : -1, POLLIN, 0 },
+            [FD_OUT] = { p.out[0], POLLIN, 0 },
+            [FD_ERR] = { p.err[0], POLLIN, 0 },
+            [FD_CONSOLE] = { p.console[0], POLLIN, 0 },
+            [FD_MASTER] = { term.master, (short)(POLLIN | (relay_has_pending(&term) ? POLLOUT : 0)), 0 },
+            [FD_STDIN] = { term.relay_stdin && term.master >= 0 && !relay_has_pending(&term) && !setup_done ? 0 : -1, POLLIN, 0 },
+            [FD_PARENT] = { parent_fd, POLLIN, 0 },
         };
-        int ready = poll(fds, 5, timeout);
+        int ready = poll(fds, N_FDS, timeout);
         if (ready < 0 && errno == EINTR) continue;
         if (ready < 0) fail(errno, "poll");
         if (ready == 0) break;
 
-        if (fds[1].revents) {
+        if (fds[FD_PARENT].revents) {
+            /* nook was killed: put the user's terminal back, and end the container with it */
+            restore_user_terminal();
+            kill_children();
+            _exit(128 + SIGKILL);
+        }
+        if (fds[FD_REPORT].revents) {
             struct report msgs[8];
             ssize_t n = read(p.report[0], msgs, sizeof msgs);
             if (n <= 0 && !(n < 0 && errno == EINTR)) close_fd(&p.report[0]);
@@ -2122,24 +2527,31 @@ static _Noreturn void run_monitor(struct plan *plan) {
                     have_status = true;
                 }
             }
+            /* handoff: a start that failed ends here, the container's status known (WNOWAIT) */
+            if (handoff && have_status && p.exec[0] < 0 && !setup_done) kill(setup, SIGKILL);
             continue; /* the report pipe first: 'P' must be known before the exec pipe's EOF */
         }
-        if (fds[2].revents) {
+        /* The terminal is sent before the container reports ready: take it first. */
+        if (fds[FD_CONSOLE].revents) {
+            int master = recv_fd(p.console[0]);
+            if (master >= 0) terminal_arrived(plan, &term, master);
+            else close_fd(&p.console[0]); /* EOF: the container process has run execve (or failed) */
+        }
+        if (fds[FD_EXEC].revents) {
             char c;
             ssize_t n = read(p.exec[0], &c, 1);
             if (n == 1 && c == 'H' && !created && container > 0) {
                 created = true;
-                struct line l = { .len = 0 };
-                ln_raw(&l, "{\"type\":\"created\",\"pid\":");
-                ln_int(&l, container);
-                ln_raw(&l, ",\"monitorPid\":");
-                ln_int(&l, monitor_pid);
-                ln_raw(&l, "}");
-                status_send(&l);
+                report_pids("created", container, monitor_pid);
+                if (handoff) hand_off(plan, &term, &p.console[0], setup);
+            } else if (n == 1 && c == 'S' && container > 0) {
+                report_pids("paused", container, monitor_pid);
             } else if (n == 1) {
                 exec_failed = true;
             } else if (!(n < 0 && errno == EINTR)) {
                 close_fd(&p.exec[0]);
+                /* held, it must have said it was ready before running execve */
+                if (plan->hold && !created) exec_failed = true;
                 if (!exec_failed && container > 0 && !interrupted_by) {
                     started = true;
                     if (plan->mon.pid_file) {
@@ -2151,21 +2563,21 @@ static _Noreturn void run_monitor(struct plan *plan) {
                             fail(err, "write the pid file %s", plan->mon.pid_file);
                         }
                     }
-                    struct line l = { .len = 0 };
-                    ln_raw(&l, "{\"type\":\"started\",\"pid\":");
-                    ln_int(&l, container);
-                    ln_raw(&l, ",\"monitorPid\":");
-                    ln_int(&l, monitor_pid);
-                    ln_raw(&l, "}");
-                    status_send(&l);
+                    report_pids("started", container, monitor_pid);
+                    if (handoff) hand_off(plan, &term, &p.console[0], setup);
                     /* Detached: nook may go now. */
                     if (detached) close_fd(&g.status_fd);
+                } else if (handoff && have_status && !setup_done) {
+                    kill(setup, SIGKILL);
                 }
             }
         }
-        if (fds[3].revents) pump_log(&p.out[0], log_fd, "stdout");
-        if (fds[4].revents) pump_log(&p.err[0], log_fd, "stderr");
-        if (fds[0].revents) {
+        if (fds[FD_OUT].revents) pump_log(&p.out[0], log_fd, "stdout");
+        if (fds[FD_ERR].revents) pump_log(&p.err[0], log_fd, "stderr");
+        if (term.master >= 0 && (fds[FD_MASTER].revents & POLLOUT)) relay_flush(&term);
+        if (term.master >= 0 && (fds[FD_MASTER].revents & ~POLLOUT)) relay_output(&term, log_fd);
+        if (term.master >= 0 && fds[FD_STDIN].revents) relay_input(&term);
+        if (fds[FD_SIG].revents) {
             struct signalfd_siginfo si;
             while (read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
                 int sig = (int)si.ssi_signo;
@@ -2179,6 +2591,9 @@ static _Noreturn void run_monitor(struct plan *plan) {
                             g.n_kill = 0;
                         }
                     }
+                } else if (sig == SIGWINCH && term.master >= 0 && !term.to_log) {
+                    /* the container's terminal follows ours; the kernel signals its programs */
+                    copy_window_size(term.master);
                 } else if (started) {
                     /* A terminal's Ctrl-C reaches its whole foreground process group,
                      * the container included: do not deliver it a second time. */
@@ -2192,6 +2607,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
             }
         }
     }
+    restore_user_terminal();
 
     if (started && !have_status) {
         /* The setup process was killed, and the container with it (parent-death signal). */
@@ -2223,7 +2639,8 @@ static _Noreturn void run_monitor(struct plan *plan) {
         snprintf(msg, sizeof msg, "interrupted by %s before the container started", signal_name(interrupted_by));
         fail_with(128 + interrupted_by, 0, msg, "start");
     }
-    if (exec_failed && have_status && WIFEXITED(container_status)) _exit(WEXITSTATUS(container_status)); /* the container reported why */
+    if (exec_failed && have_status && WIFEXITED(container_status) && WEXITSTATUS(container_status) != 0)
+        _exit(WEXITSTATUS(container_status)); /* the container reported why */
     if (WIFEXITED(setup_status) && WEXITSTATUS(setup_status) != 0) _exit(WEXITSTATUS(setup_status)); /* the setup process reported why */
     char how[64], msg[128];
     describe_wait_status(have_status ? container_status : setup_status, how, sizeof how);

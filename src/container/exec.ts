@@ -75,25 +75,19 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
       rlimits: (process_.rlimits ?? []).map((r) => ({ resource: rlimitNumber(r.type), soft: r.soft, hard: r.hard })),
       oomScoreAdj: null,
       searchPath: !options.command[0]!.includes('/'),
+      // A terminal of the container's own devpts: opened by the executor after it has joined the mount namespace.
       terminal: options.tty,
+      ...(options.tty ? { consoleSize: (await import('./terminal.js')).initialTerminalSize() } : {}),
     },
-    monitor: { mode: 'foreground', dieWithParent: true },
+    monitor: { mode: 'foreground', dieWithParent: true, terminalStdin: options.tty && options.interactive },
   };
 
-  const { attachTerminal } = await import('./terminal.js');
-  const terminal = options.tty ? await attachTerminal({ interactive: options.interactive }) : null;
   const executor = startExecutor(plan, {
     detached: false,
-    stdio: terminal ? terminal.containerFd : [options.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+    stdio: [options.interactive || options.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
     ...(options.trace ? { onTrace: options.trace } : {}),
   });
-  try {
-    await executor.started;
-  } catch (error) {
-    terminal?.restore();
-    throw error;
-  }
-  terminal?.containerStarted();
+  await executor.started;
   const forward = (signal: NodeJS.Signals) => executor.kill(signal);
   // SIGINT/SIGQUIT from the terminal reach the process directly (same process
   // group), so passing them on too would deliver them twice: Node only must not die of them.
@@ -109,6 +103,5 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
     for (const signal of forwarded) process.off(signal, forward);
     process.off('SIGINT', ignored);
     process.off('SIGQUIT', ignored);
-    await terminal?.finish();
   }
 }

@@ -22,7 +22,7 @@ export interface LogRecord {
 }
 
 export function parseLogLine(line: string): LogRecord | null {
-  const match = /^(\S+) (stdout|stderr) ([FP]) ?(.*)$/.exec(line);
+  const match = /^(\S+) (stdout|stderr) ([FP]) ?([^\n]*)$/.exec(line); // a terminal's lines end in \r
   if (!match) return null;
   return { time: match[1]!, stream: match[2] as 'stdout' | 'stderr', partial: match[3] === 'P', text: match[4]! };
 }

@@ -8,7 +8,6 @@ import { removeContainer } from './lifecycle.js';
 import type { ContainerOptions } from './options.js';
 import { startContainer } from './start.js';
 import { ContainerStore, type ContainerRecord } from './store.js';
-import { attachTerminal } from './terminal.js';
 
 export interface RunReport {
   record: ContainerRecord;
@@ -36,24 +35,21 @@ export async function attachAndStart(
   how: { tty: boolean; interactive: boolean; detach: boolean },
   hooks: RunHooks = {},
 ): Promise<RunReport> {
-  const terminal = !how.detach && how.tty ? await attachTerminal({ interactive: how.interactive }) : null;
   let started;
   try {
     started = await startContainer(record, paths, store, {
       attach: !how.detach,
       trace: hooks.trace !== undefined,
       ...(hooks.trace ? { onTrace: hooks.trace } : {}),
-      ...(terminal ? { terminalFd: terminal.containerFd } : {}),
+      ...(!how.detach && how.tty ? { terminal: { stdin: how.interactive } } : {}),
       stdinClosed: !how.interactive && !how.tty,
     });
   } catch (error) {
-    terminal?.restore();
     if (record.autoRemove) await removeContainer(store, record, { force: true }).catch(() => {});
     throw error;
   }
   if (how.detach) return { record: started.record, warnings: [] };
 
-  terminal?.containerStarted();
   const forward = (signal: NodeJS.Signals) => started.executor.kill(signal);
   // SIGINT/SIGQUIT from the terminal reach the container directly (same process
   // group), so passing them on too would deliver them twice: Node only must not die of them.
@@ -69,7 +65,6 @@ export async function attachAndStart(
     for (const signal of forwarded) process.off(signal, forward);
     process.off('SIGINT', ignored);
     process.off('SIGQUIT', ignored);
-    await terminal?.finish();
   }
   const exitCode = exit.code;
   const finished: ContainerRecord = { ...started.record, status: 'exited', exitCode, finishedAt: new Date().toISOString() };

@@ -20,8 +20,8 @@ export interface StartOptions {
   attach: boolean;
   trace: boolean;
   onTrace?: (line: string) => void;
-  /** For -t: the pty's terminal side, given to the container as stdin/stdout/stderr. */
-  terminalFd?: number;
+  /** -t attached: the monitor relays the container's terminal to ours; `stdin` copies our input too (-i). */
+  terminal?: { stdin: boolean };
   /** Foreground without -i: the container's stdin is /dev/null. */
   stdinClosed?: boolean;
 }
@@ -57,7 +57,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
   );
 
   const monitor: MonitorPlan = options.attach
-    ? { mode: 'foreground', dieWithParent: true }
+    ? { mode: 'foreground', dieWithParent: true, terminalStdin: options.terminal?.stdin ?? false }
     : {
         mode: 'detached',
         logPath: join(dataDir, 'ctr.log'),
@@ -84,11 +84,12 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
     },
   });
   if (network.joinUserNamespace) plan.user = { mode: 'join', path: network.joinUserNamespace };
+  if (plan.process.terminal) plan.process.consoleSize = (await import('./terminal.js')).initialTerminalSize();
   plan.hold = network.needsAttach;
 
   const executor = startExecutor(plan, {
     detached: !options.attach,
-    stdio: options.terminalFd !== undefined ? options.terminalFd : [options.stdinClosed ? 'ignore' : 'inherit', 'inherit', 'inherit'],
+    stdio: [options.stdinClosed && !options.terminal ? 'ignore' : 'inherit', 'inherit', 'inherit'],
     ...(options.onTrace ? { onTrace: options.onTrace } : {}),
     ...(network.lifelineFd !== undefined ? { extraFds: [network.lifelineFd] } : {}),
   });

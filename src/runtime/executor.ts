@@ -47,6 +47,12 @@ export interface ExecutorOptions {
    * it into the container's scope.
    */
   onSetup?: (setupPid: number) => Promise<void> | void;
+  /**
+   * At each `sync` op of the plan (in order): the container process waits
+   * until the returned promise settles. Resolved: it goes on; rejected: the
+   * start is abandoned (the executor is killed) and fails with that error.
+   */
+  onPause?: (pids: ContainerPids) => Promise<void> | void;
 }
 
 export interface ContainerPids {
@@ -214,8 +220,23 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
             },
           );
         break;
+      case 'paused':
+        void Promise.resolve()
+          .then(() => options.onPause?.({ pid: status.pid, monitorPid: status.monitorPid }))
+          .then(
+            () => {
+              control.write(Buffer.from('S'));
+            },
+            (error: unknown) => {
+              failAll(error instanceof NookError ? error : new NookError(String(error), { cause: error }));
+              child.kill('SIGKILL');
+            },
+          );
+        break;
       case 'created':
         created.resolve({ pid: status.pid, monitorPid: status.monitorPid });
+        // With a start FIFO the container no longer reads the control fd.
+        if (plan.startFifo) control.end();
         break;
       case 'started':
         created.resolve({ pid: status.pid, monitorPid: status.monitorPid });
@@ -262,6 +283,8 @@ export function startExecutor(plan: ExecutorPlan, options: ExecutorOptions = {})
     // Status lines may still be buffered: settle once the pipe has been read to the end.
     const settle = () => {
       if (failure || exit.settled) return;
+      // Handoff: the monitor leaves once the container is created or runs; its exit is not the container's.
+      if (plan.monitor.mode === 'handoff' && code === 0 && created.settled) return;
       const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
       if (!started.settled) failAll(new NookError(`the executor ${how} before the container started`, { exitCode: ExitCode.Internal }));
       else if (code !== null) exit.resolve({ code, signal: null });

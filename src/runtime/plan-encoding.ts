@@ -120,6 +120,9 @@ function writeOp(w: TokenWriter, op: PlanOp): void {
     case 'sethostname':
       w.str(op.name, 'hostname');
       return;
+    case 'sync':
+      w.str(op.name, 'sync name');
+      return;
     default: {
       const unknown: never = op;
       throw new NookError(`unknown plan operation ${JSON.stringify(unknown)}`);
@@ -153,6 +156,8 @@ export function encodePlan(plan: ExecutorPlan): Buffer {
   w.bool(plan.hold);
   w.bool(plan.holdBeforeNamespaces ?? false);
   w.bool(plan.watchOom ?? false);
+  if (plan.startFifo !== undefined && !plan.hold) throw new NookError('startFifo needs hold');
+  w.optStr(plan.startFifo, 'startFifo');
 
   w.tokens.push(String(plan.namespaces.length));
   for (const ns of plan.namespaces) {
@@ -194,6 +199,8 @@ export function encodePlan(plan: ExecutorPlan): Buffer {
   else w.int(p.oomScoreAdj, 'oomScoreAdj');
   w.bool(p.searchPath);
   w.bool(p.terminal);
+  w.uint(p.consoleSize?.rows ?? 0, 'console rows', 0xffff);
+  w.uint(p.consoleSize?.cols ?? 0, 'console columns', 0xffff);
   const umask = p.umask === undefined ? DEFAULT_UMASK : p.umask;
   if (umask === null) w.tokens.push('-1');
   else w.uint(umask, 'umask', 0o777);
@@ -205,6 +212,11 @@ export function encodePlan(plan: ExecutorPlan): Buffer {
   w.optStr(m.pidFile, 'pid file');
   w.strList(m.onExit ?? [], 'onExit');
   w.bool(m.dieWithParent);
+  w.optStr(m.consoleSocket, 'console socket');
+  w.bool(m.terminalStdin);
+  if (m.mode === 'handoff' && p.terminal && !m.consoleSocket) throw new NookError('a terminal in handoff mode needs a console socket');
+  if (plan.innerOps.some((op) => op.op === 'sync') && !plan.hold) throw new NookError('a sync operation needs hold');
+  if (plan.outerOps.some((op) => op.op === 'sync')) throw new NookError('sync is an innerOps operation');
   w.str('end', 'end');
 
   const body = Buffer.from(`${w.tokens.join('\0')}\0`, 'utf8');

@@ -27,8 +27,11 @@
  *     creates a mount namespace it first takes its own copy of it
  *     (unshare(CLONE_NEWNS)), so pivot_root changes only the container's view
  *     and not the mount daemons'; then `innerOps` (mounts, pivot_root, ...),
- *     the process settings below, and execve(`process.args`).
- *   Each process dies with its parent (PR_SET_PDEATHSIG SIGKILL).
+ *     its terminal (process.terminal: opened in its own devpts, the
+ *     controlling side sent to the monitor), the process settings below, and
+ *     execve(`process.args`).
+ *   Each process dies with its parent (PR_SET_PDEATHSIG SIGKILL), except in
+ *   monitor mode 'handoff', where the container is left to the caller.
  *
  * Wire format (src/runtime/plan-encoding.ts): fd 4 of the executor carries
  * "<length>\n" and then the plan as NUL-terminated tokens; it stays open as
@@ -108,7 +111,14 @@ export type PlanOp =
   /** pivot_root(newRoot, newRoot) then umount2(".", MNT_DETACH): the old root is gone. */
   | { op: 'pivot-root'; path: string }
   | { op: 'umount'; target: string; flags: number }
-  | { op: 'sethostname'; name: string };
+  | { op: 'sethostname'; name: string }
+  /**
+   * innerOps only, needs `hold`: the container process stops here, the
+   * executor reports {"type":"paused"} and waits for one byte on the control
+   * fd (ExecutorOptions.onPause). For the OCI hooks that run before pivot_root
+   * (prestart, createRuntime, createContainer) and need the container's pid.
+   */
+  | { op: 'sync'; name: string };
 
 export interface Rlimit {
   /** RLIMIT_* number */
@@ -142,8 +152,16 @@ export interface ProcessPlan {
   oomScoreAdj: number | null;
   /** Look args[0] up in PATH (from env) inside the container, as execvp would. */
   searchPath: boolean;
-  /** stdin is a terminal (a pty slave): setsid() and make it the controlling terminal (TIOCSCTTY). */
+  /**
+   * The container gets a terminal of its own: after innerOps the container
+   * process opens /dev/ptmx of its devpts instance (so `tty` names a
+   * /dev/pts/N that exists inside), makes the terminal side its
+   * stdin/stdout/stderr and controlling terminal (setsid, TIOCSCTTY), and
+   * sends the controlling side to the monitor (see MonitorPlan).
+   */
   terminal?: boolean;
+  /** With `terminal`: its initial size; absent/null leaves the kernel's default (0x0). */
+  consoleSize?: { rows: number; cols: number } | null;
   /** umask for the container's process; default 0o022 (as runc), null: leave nook's own. */
   umask?: number | null;
 }
@@ -151,17 +169,29 @@ export interface ProcessPlan {
 export interface MonitorPlan {
   /**
    * foreground: stdio is inherited, the monitor exits with the container's status.
+   *   With a terminal: the monitor relays between its own stdin/stdout (the
+   *   user's terminal, raw while it runs) and the container's terminal, and
+   *   passes window size changes (SIGWINCH) on.
    * detached: the monitor setsid()s, the status pipe is closed once the container runs,
-   *   stdout/stderr go through pipes into `logPath` (k8s-file format, as podman's),
-   *   and the exit status is written to `exitFile` before `onExit` runs.
+   *   stdout/stderr (or the terminal's output) go into `logPath` (k8s-file format,
+   *   as podman's), and the exit status is written to `exitFile` before `onExit` runs.
+   * handoff: the OCI runtime's create and exec -d. stdio is inherited; once the
+   *   container process is created (hold) or has started, the monitor and the
+   *   setup process exit and the container, which no longer dies with its
+   *   parent, is reparented to the caller's subreaper (conmon,
+   *   containerd-shim), which reaps it, or to init. No log, no exit file.
    */
-  mode: 'foreground' | 'detached';
+  mode: 'foreground' | 'detached' | 'handoff';
   logPath?: string;
   exitFile?: string;
   pidFile?: string;
   onExit?: string[];
   /** Kill the container if the process that started the executor dies (foreground runs). */
   dieWithParent: boolean;
+  /** With a terminal: pass its controlling side to this unix socket (OCI --console-socket) instead of relaying it. */
+  consoleSocket?: string;
+  /** Foreground with a terminal: copy the monitor's stdin to it (-i); else the container's terminal gets no input. */
+  terminalStdin?: boolean;
 }
 
 export interface ExecutorPlan {
@@ -181,6 +211,14 @@ export interface ExecutorPlan {
    * and cgroups to a created container, and by the OCI runtime's create/start.
    */
   hold?: boolean;
+  /**
+   * With `hold`: the container process waits for one byte written into this
+   * FIFO instead of on the control fd, so that the process that started the
+   * executor may exit meanwhile (OCI create, then start; as runc's exec.fifo).
+   * It opens the FIFO for reading before pivot_root; writing into it fails
+   * with ENXIO once the container is gone.
+   */
+  startFifo?: string;
   /**
    * A cgroup.procs file the setup process writes itself into ("0") before it
    * creates any namespace, so the container starts in its cgroup (and a new
@@ -207,6 +245,7 @@ export interface ExecutorPlan {
  * Status messages the executor writes, one JSON object per line, on the status
  * fd (fd 3 of the executor):
  *   {"type":"step","text":"..."}          with trace on
+ *   {"type":"paused","pid":N,"monitorPid":M} at a `sync` op, waiting for the control byte
  *   {"type":"setup","pid":N}               with `holdBeforeNamespaces`: the setup process waits for a byte
  *   {"type":"created","pid":N,"monitorPid":M} with `hold`: ready, waiting for the control byte
  *   {"type":"started","pid":N,"monitorPid":M} the container process has called execve
@@ -218,6 +257,7 @@ export interface ExecutorPlan {
  */
 export type ExecutorStatus =
   | { type: 'step'; text: string }
+  | { type: 'paused'; pid: number; monitorPid: number }
   | { type: 'setup'; pid: number }
   | { type: 'created'; pid: number; monitorPid: number }
   | { type: 'started'; pid: number; monitorPid: number }

@@ -4,10 +4,13 @@
  */
 import test from 'ava';
 import { execa } from 'execa';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import tty from 'node:tty';
+import { linuxSyscalls } from '../../src/syscalls/syscalls.js';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
-import { describe, runNook, spawnNook, type NookResult } from '../helpers/nook.js';
+import { describe, nookMain, runNook, spawnNook, type NookResult } from '../helpers/nook.js';
 import { tempStore, type TempStore } from '../helpers/store.js';
 
 let store: TempStore;
@@ -185,9 +188,156 @@ test('exec joins the running container: same namespaces, env, exit code', async 
 });
 
 test('run -t gives the container a terminal with the caller\'s size', async (t) => {
-  const script = await execa('script', ['-qec', `stty cols 91 rows 27; ${process.execPath} ${join(process.cwd(), 'dist/src/cli/main.js')} --root ${store.root} --runroot ${store.runroot} run -t --rm ${image} sh -c 'test -t 0 && test -t 1 && stty size'`, '/dev/null'], { reject: false, env: store.env });
+  const script = await execa('script', ['-qec', `stty cols 91 rows 27; ${process.execPath} ${join(process.cwd(), 'dist/src/cli/main.js')} --root ${store.root} --runroot ${store.runroot} run -t --rm ${image} sh -c 'test -t 0 && test -t 1 && tty && stty size && ls /dev/pts'`, '/dev/null'], { reject: false, env: store.env });
   t.is(script.exitCode, 0, script.stderr);
   t.regex(script.stdout, /27 91/);
+  // The container's own devpts: the terminal's name exists inside.
+  const name = /^(\/dev\/pts\/(\d+))\r*$/m.exec(script.stdout);
+  t.truthy(name, script.stdout);
+  const lines = script.stdout.split('\n');
+  const listing = lines.slice(lines.findIndex((l) => /27 91/.test(l)) + 1).join(' ');
+  t.regex(listing, new RegExp(`\\b${name![2]}\\b`), 'ls /dev/pts in the container lists the terminal');
+});
+
+/**
+ * A terminal driven from here: the pty comes from the syscall door, nook gets
+ * its terminal side as stdin/stdout/stderr (as a shell would give it), and the
+ * test types on the controlling side and reads what appears.
+ */
+interface DrivenTerminal {
+  slave: number;
+  output(): string;
+  waitFor(pattern: RegExp, what: string): Promise<void>;
+  type(text: string): void;
+  /** `stty -g` of the terminal: its settings, to compare before and after. */
+  settings(): string;
+  close(): void;
+}
+
+async function drivenTerminal(size: { rows: number; cols: number }): Promise<DrivenTerminal> {
+  const sys = await linuxSyscalls();
+  const pty = sys.openpty(size);
+  let output = '';
+  const reader = new tty.ReadStream(pty.master);
+  reader.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  reader.on('error', () => {});
+  return {
+    slave: pty.slave,
+    output: () => output,
+    async waitFor(pattern, what) {
+      for (let i = 0; i < 200 && !pattern.test(output); i++) await new Promise((r) => setTimeout(r, 50));
+      if (!pattern.test(output)) throw new Error(`${what}: ${JSON.stringify(output)} never matched ${pattern}`);
+    },
+    type(text) {
+      writeSync(pty.master, text);
+    },
+    settings() {
+      const stty = spawnSync('stty', ['-g'], { stdio: [pty.slave, 'pipe', 'pipe'], encoding: 'utf8' });
+      if (stty.status !== 0) throw new Error(`stty -g: ${stty.stderr}`);
+      return stty.stdout.trim();
+    },
+    close() {
+      reader.destroy();
+      sys.close(pty.slave);
+    },
+  };
+}
+
+function nookOnTerminal(terminal: DrivenTerminal, args: string[]): Promise<number | null> {
+  const child = spawn(process.execPath, [nookMain, '--root', store.root, '--runroot', store.runroot, ...args], {
+    stdio: [terminal.slave, terminal.slave, terminal.slave],
+    env: { ...process.env, ...store.env },
+  });
+  return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + 9 : null))));
+}
+
+test.serial('run -it: the container\'s own terminal, sized, takes what is typed; the user\'s terminal comes back', async (t) => {
+  const terminal = await drivenTerminal({ rows: 33, cols: 101 });
+  try {
+    const before = terminal.settings();
+    const exit = nookOnTerminal(terminal, ['run', '-it', '--rm', image, 'sh', '-c', 'tty; stty size; echo ready; read line; echo "got:$line"; exit 7']);
+    await terminal.waitFor(/ready/, 'the container never got ready');
+    t.regex(terminal.output(), /\/dev\/pts\/\d+\r*\n/);
+    t.regex(terminal.output(), /33 101/);
+    t.not(terminal.settings(), before, 'the user\'s terminal is raw while the container runs');
+    terminal.type('hello there\r');
+    await terminal.waitFor(/got:hello there/, 'typed input never reached the container');
+    t.is(await exit, 7);
+    t.is(terminal.settings(), before);
+  } finally {
+    terminal.close();
+  }
+});
+
+test.serial('run -it: the user\'s terminal comes back when the container is killed, and when nook is', async (t) => {
+  const terminal = await drivenTerminal({ rows: 24, cols: 80 });
+  try {
+    const before = terminal.settings();
+    const exit = nookOnTerminal(terminal, ['run', '-it', '--rm', '--name', 'tty-killed', image, 'sh', '-c', 'echo ready; sleep 301']);
+    await terminal.waitFor(/ready/, 'the container never got ready');
+    const kill = await nook(['kill', 'tty-killed']);
+    t.is(kill.exitCode, 0, describe(kill));
+    t.is(await exit, 137);
+    t.is(terminal.settings(), before, 'restored after the container was killed');
+
+    const second = spawn(process.execPath, [nookMain, '--root', store.root, '--runroot', store.runroot, 'run', '-it', '--name', 'tty-orphan', image, 'sh', '-c', 'echo ready2; sleep 302'], {
+      stdio: [terminal.slave, terminal.slave, terminal.slave],
+      env: { ...process.env, ...store.env },
+    });
+    await terminal.waitFor(/ready2/, 'the second container never got ready');
+    t.not(terminal.settings(), before);
+    second.kill('SIGKILL');
+    let settings = terminal.settings();
+    for (let i = 0; i < 50 && settings !== before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      settings = terminal.settings();
+    }
+    t.is(settings, before, 'restored after nook was killed with SIGKILL');
+    let left = await processesMentioning('sleep 302');
+    for (let i = 0; i < 50 && left.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = await processesMentioning('sleep 302');
+    }
+    t.deepEqual(left, [], 'the container died with nook');
+    await nook(['rm', '-f', 'tty-orphan']);
+  } finally {
+    terminal.close();
+  }
+});
+
+test.serial('exec -it: a terminal of the container\'s devpts, input reaches the process', async (t) => {
+  const run = await nook(['run', '-d', '--name', 'tty-exec', image, 'sleep', '303']);
+  t.is(run.exitCode, 0, describe(run));
+  const terminal = await drivenTerminal({ rows: 40, cols: 120 });
+  try {
+    const before = terminal.settings();
+    const exit = nookOnTerminal(terminal, ['exec', '-it', 'tty-exec', 'sh', '-c', 'tty; stty size; ls /dev/pts; echo ready; read line; echo "exec got:$line"']);
+    await terminal.waitFor(/ready/, 'the exec never got ready');
+    const name = /\/dev\/pts\/(\d+)\r*\n/.exec(terminal.output());
+    t.truthy(name, terminal.output());
+    t.regex(terminal.output(), /40 120/);
+    terminal.type('typed\r');
+    await terminal.waitFor(/exec got:typed/, 'typed input never reached the exec\'d process');
+    t.is(await exit, 0);
+    t.is(terminal.settings(), before);
+  } finally {
+    terminal.close();
+    await nook(['rm', '-f', 'tty-exec']);
+  }
+});
+
+test.serial('run -d -t: the terminal\'s output goes to the log', async (t) => {
+  const run = await nook(['run', '-d', '-t', '--name', 'tty-logged', image, 'sh', '-c', 'tty; stty size']);
+  t.is(run.exitCode, 0, describe(run));
+  const wait = await nook(['wait', 'tty-logged']);
+  t.is(wait.exitCode, 0, describe(wait));
+  const logs = await nook(['logs', 'tty-logged']);
+  t.is(logs.exitCode, 0, describe(logs));
+  t.regex(logs.stdout, /^\/dev\/pts\/\d+\r*$/m);
+  t.regex(logs.stdout, /^24 80\r*$/m);
+  await nook(['rm', '-f', 'tty-logged']);
 });
 
 test('--rm leaves no container directory, mount or process', async (t) => {

@@ -34,12 +34,14 @@ const allOps: PlanOp[] = [
   { op: 'umount', target: '/old', flags: 2 },
   { op: 'mask', path: '/proc/kcore' },
   { op: 'readonly', path: '/proc/sys' },
+  { op: 'sync', name: 'createRuntime hooks' },
 ];
 
 function fullPlan(): ExecutorPlan {
   return {
     trace: true,
     hold: true,
+    startFifo: '/run/nook-runtime/c/exec.fifo',
     joinCgroup: '/sys/fs/cgroup/user.slice/nook-1/cgroup.procs',
     user: {
       mode: 'new',
@@ -75,6 +77,7 @@ function fullPlan(): ExecutorPlan {
       oomScoreAdj: -1000,
       searchPath: true,
       terminal: true,
+      consoleSize: { rows: 50, cols: 132 },
       umask: 0o077,
     },
     monitor: {
@@ -84,6 +87,8 @@ function fullPlan(): ExecutorPlan {
       pidFile: '/run/nook/c/pid',
       onExit: ['/usr/bin/node', '/opt/nook/main.js', 'container', 'cleanup', 'c'],
       dieWithParent: false,
+      consoleSocket: '/run/conmon/console.sock',
+      terminalStdin: true,
     },
   };
 }
@@ -100,6 +105,7 @@ function expectedJson(plan: ExecutorPlan): unknown {
     hold: plan.hold ?? false,
     holdBeforeNamespaces: plan.holdBeforeNamespaces ?? false,
     watchOom: plan.watchOom ?? false,
+    startFifo: plan.startFifo ?? null,
     namespaces: plan.namespaces.map((ns) => ({ type: ns.type, path: ns.path ?? null })),
     outerOps: ops(plan.outerOps),
     innerOps: ops(plan.innerOps),
@@ -107,6 +113,7 @@ function expectedJson(plan: ExecutorPlan): unknown {
       ...plan.process,
       rlimits: plan.process.rlimits.map((r) => ({ resource: r.resource, soft: String(r.soft), hard: String(r.hard) })),
       terminal: plan.process.terminal ?? false,
+      consoleSize: plan.process.consoleSize ?? null,
       umask: plan.process.umask === undefined ? DEFAULT_UMASK : plan.process.umask,
     },
     monitor: {
@@ -116,6 +123,8 @@ function expectedJson(plan: ExecutorPlan): unknown {
       pidFile: plan.monitor.pidFile ?? null,
       onExit: plan.monitor.onExit ?? [],
       dieWithParent: plan.monitor.dieWithParent,
+      consoleSocket: plan.monitor.consoleSocket ?? null,
+      terminalStdin: plan.monitor.terminalStdin ?? false,
     },
   };
 }
@@ -175,6 +184,10 @@ test('the encoder refuses what the kernel could not take', (t) => {
   t.throws(() => encodePlan({ ...fullPlan(), process: { ...fullPlan().process, seccompFilter: 'abc' } }), { instanceOf: NookError, message: /seccomp/ });
   t.throws(() => encodePlan({ ...fullPlan(), process: { ...fullPlan().process, rlimits: [{ resource: 1, soft: -1, hard: 0 }] } }), { instanceOf: NookError, message: /rlimit/ });
   t.throws(() => encodePlan({ ...fullPlan(), monitor: { ...fullPlan().monitor, logPath: '' } }), { instanceOf: NookError, message: /log path is empty/ });
+  t.throws(() => encodePlan({ ...fullPlan(), hold: false }), { instanceOf: NookError, message: /startFifo needs hold/ });
+  t.throws(() => encodePlan({ ...fullPlan(), startFifo: undefined, hold: false }), { instanceOf: NookError, message: /sync operation needs hold/ });
+  t.throws(() => encodePlan({ ...fullPlan(), monitor: { mode: 'handoff', dieWithParent: false } }), { instanceOf: NookError, message: /handoff mode needs a console socket/ });
+  t.throws(() => encodePlan({ ...fullPlan(), process: { ...fullPlan().process, consoleSize: { rows: 70000, cols: 80 } } }), { instanceOf: NookError, message: /console rows/ });
 });
 
 test('the decoder rejects truncated, corrupt and foreign input', (t) => {
