@@ -47,7 +47,7 @@ export async function createContainer(options: ContainerOptions, context: Create
     }
   });
 
-  const image = await openImageForRun(paths, options.image);
+  const image = await openImageForRun(paths, options.image, options.pull ?? 'missing');
   const name = options.name ?? uniqueName(store);
   if (options.name !== undefined) {
     if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(options.name)) throw new NookError(`invalid container name "${options.name}": use letters, digits, _ . -`);

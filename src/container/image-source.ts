@@ -15,13 +15,26 @@ export interface ImageForRun {
   readFile(containerPath: string): string | null;
 }
 
-export async function openImageForRun(paths: NookPaths, reference: string): Promise<ImageForRun> {
+export type PullPolicy = 'missing' | 'always' | 'never';
+
+/**
+ * The image for a new container, pulled first when the policy asks for it
+ * (podman's --pull: "missing" by default, so `nook run alpine` just works).
+ */
+export async function openImageForRun(paths: NookPaths, reference: string, pull: PullPolicy = 'missing'): Promise<ImageForRun> {
   const [{ ImageStore }, { readImageFile }, { linuxSyscalls }] = await Promise.all([
     import('../image/store.js'),
     import('../image/layer-files.js'),
     import('../syscalls/syscalls.js'),
   ]);
   const store = new ImageStore(paths);
+  const local = await store.findImage(reference);
+  if (pull === 'always' || (pull === 'missing' && !local)) {
+    if (!local && reference.startsWith('localhost/')) {
+      throw new NookError(`${reference}: image not known (localhost/ names are never pulled: nook load, import or tag one)`);
+    }
+    await pullForRun(paths, reference);
+  }
   let image;
   try {
     image = await store.imageForRun(reference);
@@ -39,4 +52,15 @@ export async function openImageForRun(paths: NookPaths, reference: string): Prom
     // Whiteouts and opaque directories honoured: a file deleted by an upper layer reads as absent.
     readFile: (containerPath) => readImageFile(image.layerDirs, containerPath, syscalls),
   };
+}
+
+async function pullForRun(paths: NookPaths, reference: string): Promise<void> {
+  const [{ pullImage }, { createProgress, silentProgress }, { withPullDestination }] = await Promise.all([
+    import('../image/registry/pull.js'),
+    import('../lib/progress.js'),
+    import('../image/registry/store-destination.js'),
+  ]);
+  const progress = process.stderr.isTTY ? createProgress() : silentProgress;
+  if (!process.stderr.isTTY) process.stderr.write(`Pulling ${reference}...\n`);
+  await withPullDestination({ root: paths.root, runroot: paths.runRoot }, progress, (destination) => pullImage(reference, { destination, progress }));
 }

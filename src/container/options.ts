@@ -37,4 +37,6 @@ export interface ContainerOptions {
   rm: boolean;
   userns?: string;
   storageDriver?: string;
+  /** --pull: missing (default), always, never */
+  pull?: 'missing' | 'always' | 'never';
 }

@@ -34,7 +34,8 @@ export function addContainerFlags(command: Command): Command {
     .option('-t, --tty', 'allocate a pseudo-terminal', false)
     .option('-i, --interactive', 'keep stdin open', false)
     .option('--userns <mode>', 'user namespace mode: "" (default mapping) or keep-id')
-    .addOption(new Option('--storage-driver <driver>', 'storage driver').choices(['overlay', 'fuse-overlayfs', 'vfs']));
+    .addOption(new Option('--storage-driver <driver>', 'storage driver').choices(['overlay', 'fuse-overlayfs', 'vfs']))
+    .addOption(new Option('--pull <policy>', 'pull the image: missing (when not in the store), always, never').choices(['missing', 'always', 'never']).default('missing'));
 }
 
 export function parseVolume(value: string): VolumeOption {
@@ -89,6 +90,7 @@ interface RawFlags {
   interactive: boolean;
   userns?: string;
   storageDriver?: string;
+  pull?: 'missing' | 'always' | 'never';
   detach?: boolean;
   rm?: boolean;
 }
@@ -126,5 +128,6 @@ export function toContainerOptions(image: string, command: string[], raw: RawFla
     rm: raw.rm ?? false,
     ...(raw.userns ? { userns: raw.userns } : {}),
     ...(raw.storageDriver ? { storageDriver: raw.storageDriver } : {}),
+    ...(raw.pull ? { pull: raw.pull } : {}),
   };
 }
