@@ -1638,6 +1638,7 @@ struct container_args {
     bool own_mount_ns;
     int last_cap;
     int console_fd;   /* with a terminal: the socket to the monitor */
+    int start_fifo;   /* with plan.startFifo: its read end */
 };
 
 /*
@@ -1688,13 +1689,7 @@ static _Noreturn void run_container(const struct container_args *a) {
     reset_signals(a->original_mask);
     die_with_parent(a->parent_pidfd);
 
-    /* Opened while the host's paths are still visible (before pivot_root), read at the hold.
-     * Non-blocking: a FIFO's open for reading would otherwise wait for a writer. */
-    int start_fifo = -1;
-    if (plan->start_fifo) {
-        start_fifo = open(plan->start_fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        if (start_fifo < 0) fail(errno, "open the start FIFO %s", plan->start_fifo);
-    }
+    int start_fifo = a->start_fifo; /* opened by the monitor, on the host */
 
     if (a->own_mount_ns) {
         /* A copy of the setup process's mount namespace: pivot_root below then
@@ -1826,6 +1821,7 @@ struct pipes {
     int out[2], err[2]; /* detached: the container's stdout/stderr */
     int null_fd;        /* detached: the container's stdin */
     int console[2];     /* container -> monitor: its terminal's controlling side (socketpair) */
+    int start_fifo;     /* plan.startFifo, open for reading: the container waits on it at the hold */
 };
 
 /* The memory.events file of this process's cgroup (cgroup v2), or -1. */
@@ -2018,7 +2014,7 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
         }
     }
 
-    struct container_args ca = { plan, original_mask, self_pidfd, new_mount_ns, last_cap(), p->console[1] };
+    struct container_args ca = { plan, original_mask, self_pidfd, new_mount_ns, last_cap(), p->console[1], p->start_fifo };
     pid_t child = fork();
     if (child < 0) fail(errno, "fork the container process");
     if (child == 0) {
@@ -2033,6 +2029,7 @@ static _Noreturn void run_setup(struct plan *plan, struct pipes *p, const sigset
      * monitor closes it (detached) since nobody else holds it. */
     close_fd(&p->exec[1]);
     close_fd(&p->console[1]);
+    close_fd(&p->start_fifo);
     close_fd(&g.status_fd);
     if (plan->hold) close(PLAN_FD);
     g.trace = false;
@@ -2415,7 +2412,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
         }
         if (getppid() != parent) _exit(EXIT_INTERNAL);
     }
-    struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1, { -1, -1 } };
+    struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1, { -1, -1 }, -1 };
     int log_fd = -1;
     if (detached) {
         if (setsid() < 0 && errno != EPERM) fail(errno, "setsid");
@@ -2449,6 +2446,14 @@ static _Noreturn void run_monitor(struct plan *plan) {
     xpipe(p.go, "sync");
     xpipe(p.exec, "exec");
     if (plan->proc.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.console) < 0) fail(errno, "socketpair for the terminal");
+    if (plan->start_fifo) {
+        /* Made and opened here, on the host: whatever the container's id
+         * mappings, and before pivot_root hides the path. Non-blocking: an
+         * open for reading would otherwise wait for a writer. */
+        if (mkfifo(plan->start_fifo, 0600) < 0 && errno != EEXIST) fail(errno, "mkfifo %s", plan->start_fifo);
+        p.start_fifo = open(plan->start_fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (p.start_fifo < 0) fail(errno, "open the start FIFO %s", plan->start_fifo);
+    }
     int self_pidfd = pidfd_open_self();
     if (self_pidfd < 0) fail(errno, "pidfd_open");
 
@@ -2470,6 +2475,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
     close_fd(&p.err[1]);
     close_fd(&p.null_fd);
     close_fd(&p.console[1]);
+    close_fd(&p.start_fifo);
 
     struct terminal_relay term;
     memset(&term, 0, sizeof term);

@@ -215,8 +215,9 @@ export interface ExecutorPlan {
    * With `hold`: the container process waits for one byte written into this
    * FIFO instead of on the control fd, so that the process that started the
    * executor may exit meanwhile (OCI create, then start; as runc's exec.fifo).
-   * It opens the FIFO for reading before pivot_root; writing into it fails
-   * with ENXIO once the container is gone.
+   * The monitor makes it (mkfifo, 0600) and opens it for reading on the
+   * host, before any namespace; the container process inherits that end, so
+   * writing into the FIFO fails with ENXIO once the container is gone.
    */
   startFifo?: string;
   /**
