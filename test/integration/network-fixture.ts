@@ -7,9 +7,12 @@
  * attachNetwork, which closes it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { closeSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { linuxSyscalls } from '../../src/syscalls/syscalls.js';
 
 export interface NamespaceHolder {
@@ -128,3 +131,38 @@ export function slirpProcessesFor(pid: number): number[] {
   }
   return found;
 }
+
+// ---- nook itself, through its CLI, with a private store
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+export const nookCli = resolve(here, '../../src/cli/main.js');
+const ARCHIVE = process.env.NOOK_TEST_BUSYBOX_ARCHIVE ?? resolve(here, '../../../test/fixtures/cache/images/busybox-docker-archive.tar');
+
+export interface NookEnv {
+  root: string;
+  runRoot: string;
+  nook(args: string[], options?: { reject?: boolean }): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }>;
+}
+
+/** One store per test: a private root and run root, with the busybox image loaded. */
+export async function nookEnv(t: ExecutionContext): Promise<NookEnv> {
+  if (!existsSync(ARCHIVE)) throw new Error(`${ARCHIVE} is missing: build the fixtures (node dist/test/fixtures/build-images.js) or run through test/harness/run.sh`);
+  const base = mkdtempSync(join(tmpdir(), 'nook-netrun-'));
+  const root = join(base, 'root');
+  const runRoot = join(base, 'run');
+  const nook: NookEnv['nook'] = async (args, options = {}) => {
+    const r = await execa(process.execPath, [nookCli, '--root', root, '--runroot', runRoot, ...args], { reject: false, timeout: 60_000, stdin: 'ignore', stripFinalNewline: false });
+    if (options.reject !== false && r.exitCode !== 0) throw new Error(`nook ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
+    return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+  t.teardown(async () => {
+    const ps = await nook(['ps', '-a', '-q'], { reject: false });
+    const ids = ps.stdout.split('\n').filter(Boolean);
+    if (ids.length) await nook(['rm', '-f', ...ids], { reject: false });
+    await execa(process.execPath, [nookCli, '--root', root, '--runroot', runRoot, 'unshare', 'rm', '-rf', root], { reject: false });
+    rmSync(base, { recursive: true, force: true });
+  });
+  await nook(['load', '-q', '-i', ARCHIVE]);
+  return { root, runRoot, nook };
+}
+

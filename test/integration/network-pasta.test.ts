@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { attachNetwork } from '../../src/network/attach.js';
 import { parseNetworkOption } from '../../src/network/mode.js';
 import { checkPortsAvailable, parsePublishList } from '../../src/network/publish.js';
-import { inNamespace, makeNamespaceHolder, output, processState, requireTool, sleep, waitGone, type NamespaceHolder } from './network-fixture.js';
+import { inNamespace, makeNamespaceHolder, nookEnv, output, processState, requireTool, sleep, waitGone, type NamespaceHolder } from './network-fixture.js';
 
 const BUSYBOX = '/usr/bin/busybox';
 
@@ -24,12 +24,12 @@ test.before(() => {
   requireTool(BUSYBOX);
 });
 
-async function httpGet(port: number): Promise<string> {
+async function httpGet(port: number, path = '/'): Promise<string> {
   let lastError: unknown;
   for (let i = 0; i < 50; i++) {
     try {
       return await new Promise<string>((resolve, reject) => {
-        const request = get({ host: '127.0.0.1', port, path: '/', timeout: 2000 }, (res) => {
+        const request = get({ host: '127.0.0.1', port, path, timeout: 2000 }, (res) => {
           let body = '';
           res.on('data', (d: Buffer) => (body += d.toString()));
           res.on('end', () => resolve(body));
@@ -136,4 +136,18 @@ test('pasta: survives nook killed with -9, ends with the container', async (t) =
   process.kill(holder.monitor.pid!, 'SIGKILL');
   process.kill(holder.pid, 'SIGKILL');
   t.true(await waitGone(pasta), 'pasta outlived the container');
+});
+
+test('nook run -d --network pasta -p: the server answers, nook port lists it, rm ends pasta', async (t) => {
+  const env = await nookEnv(t);
+  const [port] = await checkPortsAvailable(parsePublishList(['127.0.0.1::80']));
+  await env.nook(['run', '-d', '--name', 'pweb', '--network', 'pasta', '-p', `127.0.0.1:${port!.hostPort}:80`, 'localhost/busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
+  const hosts = await httpGet(port!.hostPort, '/hosts');
+  t.regex(hosts, /127\.0\.1\.1\t\S+ pweb/);
+  t.is((await env.nook(['port', 'pweb'])).stdout, `80/tcp -> 127.0.0.1:${port!.hostPort}\n`);
+  const { ContainerStore } = await import('../../src/container/store.js');
+  const state = new ContainerStore({ root: env.root, runRoot: env.runRoot }).get('pweb').network.state as { helper: { name: string; pid: number } };
+  t.is(state.helper.name, 'pasta');
+  await env.nook(['rm', '-f', 'pweb']);
+  t.true(await waitGone(state.helper.pid), 'pasta outlived its container');
 });

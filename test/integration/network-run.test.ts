@@ -4,47 +4,14 @@
  * and the rule that no slirp4netns outlives its container, even when nook
  * is killed with -9. Loopback only.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execa, type ResultPromise } from 'execa';
 import { createServer } from 'node:net';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { processState, sleep, waitGone } from './network-fixture.js';
+import { nookCli, nookEnv, processState, sleep, waitGone, type NookEnv as Env } from './network-fixture.js';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const CLI = resolve(here, '../../src/cli/main.js');
-const ARCHIVE = process.env.NOOK_TEST_BUSYBOX_ARCHIVE ?? resolve(here, '../../../test/fixtures/cache/images/busybox-docker-archive.tar');
-
-interface Env {
-  root: string;
-  runRoot: string;
-  nook(args: string[], options?: { reject?: boolean }): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }>;
-}
-
-/** One store per test: a private root and run root, with the busybox image loaded. */
-async function nookEnv(t: ExecutionContext): Promise<Env> {
-  if (!existsSync(ARCHIVE)) throw new Error(`${ARCHIVE} is missing: build the fixtures (node dist/test/fixtures/build-images.js) or run through test/harness/run.sh`);
-  const base = mkdtempSync(join(tmpdir(), 'nook-netrun-'));
-  const root = join(base, 'root');
-  const runRoot = join(base, 'run');
-  const nook: Env['nook'] = async (args, options = {}) => {
-    const r = await execa(process.execPath, [CLI, '--root', root, '--runroot', runRoot, ...args], { reject: false, timeout: 60_000, stdin: 'ignore', stripFinalNewline: false });
-    if (options.reject !== false && r.exitCode !== 0) throw new Error(`nook ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
-    return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
-  };
-  t.teardown(async () => {
-    const ps = await nook(['ps', '-a', '-q'], { reject: false });
-    const ids = ps.stdout.split('\n').filter(Boolean);
-    if (ids.length) await nook(['rm', '-f', ...ids], { reject: false });
-    await execa(process.execPath, [CLI, '--root', root, '--runroot', runRoot, 'unshare', 'rm', '-rf', root], { reject: false });
-    rmSync(base, { recursive: true, force: true });
-  });
-  await nook(['load', '-q', '-i', ARCHIVE]);
-  return { root, runRoot, nook };
-}
+const CLI = nookCli;
 
 /** slirp4netns processes whose API socket lies under this test's run root or names its container. */
 function slirpProcesses(marker: string): number[] {
