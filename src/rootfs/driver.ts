@@ -74,8 +74,8 @@ export const fuseOverlayfs: StorageDriver = {
 
 /**
  * vfs: no union at all; the container's root is a full copy of the layers
- * made when the container is created (see ../container/create.ts), and
- * bound here. Slow to create, works everywhere.
+ * made when the container is created (`copyLayersForVfs`, into the upper
+ * directory), and bound here. Slow to create, works everywhere.
  */
 export const vfs: StorageDriver = {
   name: 'vfs',
@@ -101,4 +101,12 @@ function commonParent(dirs: string[]): string {
   let parent = dirname(dirs[0]!);
   while (!dirs.every((dir) => dir.startsWith(`${parent}/`)) && parent !== '/') parent = dirname(parent);
   return parent;
+}
+
+/** Fills `target` with the image's layers for the vfs driver, in the user's namespace (files keep their owners). */
+export async function copyLayersForVfs(lowerDirs: string[], target: string): Promise<void> {
+  const { runInUserNamespace } = await import('../idmap/userns.js');
+  const script = new URL('./vfs-copy.js', import.meta.url).pathname;
+  const result = await runInUserNamespace([process.execPath, script, target, ...[...lowerDirs].reverse()], { stdio: ['ignore', 'ignore', 'pipe'], reject: false });
+  if (result.code !== 0) throw new NookError(`vfs: copying the image's layers failed: ${result.stderr.trim().split('\n').pop() ?? `exit ${result.code}`}`);
 }

@@ -1,0 +1,65 @@
+/**
+ * The vfs storage driver's copy: the image's layers applied one over the
+ * other into a plain directory, whiteouts and opaque directories honoured, as
+ * the overlay drivers would show them. Run as root of the user's namespace
+ * (`node vfs-copy.js TARGET LAYER...`, layers bottom-most first) so that
+ * files owned by subordinate ids keep their owners.
+ */
+import { chmodSync, copyFileSync, constants, lchownSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { linuxSyscalls, type Syscalls } from '../syscalls/syscalls.js';
+import { isWhiteoutDevice, overlayOpaqueXattr } from '../image/whiteout.js';
+
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+function copyMetadata(stat: Stats, target: string): void {
+  lchownSync(target, stat.uid, stat.gid);
+  if (!stat.isSymbolicLink()) {
+    chmodSync(target, stat.mode & 0o7777);
+    utimesSync(target, stat.atime, stat.mtime);
+  }
+}
+
+function applyLayer(source: string, target: string, sys: Syscalls): void {
+  for (const name of readdirSync(source)) {
+    const from = join(source, name);
+    const to = join(target, name);
+    const stat = lstatSync(from);
+    if (isWhiteoutDevice(stat)) {
+      rmSync(to, { recursive: true, force: true });
+      continue;
+    }
+    const existing = lstatOrNull(to);
+    if (stat.isDirectory()) {
+      const opaque = sys.lgetxattr(from, overlayOpaqueXattr)?.toString() === 'y';
+      if (existing && (!existing.isDirectory() || opaque)) rmSync(to, { recursive: true, force: true });
+      if (!existing || !existing.isDirectory() || opaque) mkdirSync(to);
+      applyLayer(from, to, sys);
+      copyMetadata(stat, to);
+      continue;
+    }
+    if (existing) rmSync(to, { recursive: true, force: true });
+    if (stat.isSymbolicLink()) symlinkSync(readlinkSync(from), to);
+    else if (stat.isFile()) copyFileSync(from, to, constants.COPYFILE_FICLONE);
+    else continue; // fifos and sockets: not in images worth copying
+    copyMetadata(stat, to);
+  }
+}
+
+async function main(): Promise<void> {
+  const [target, ...layers] = process.argv.slice(2);
+  if (!target || layers.length === 0) throw new Error('usage: vfs-copy TARGET LAYER...');
+  const sys = await linuxSyscalls();
+  for (const layer of layers) applyLayer(layer, target, sys);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`vfs copy: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});
