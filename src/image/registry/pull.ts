@@ -280,7 +280,7 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
     }
     if (await destination.hasBlob(digest)) {
       progress.task(label).finish('skipped: already exists');
-      await unpackSlots.run(() => destination.addLayer(undefined, layer));
+      await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(undefined, layer));
       return false;
     }
     const partialPath = partialPathOf(destination, digest);
@@ -292,30 +292,38 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
       throw error;
     }
     task.finish();
-    await unpackSlots.run(() => destination.addLayer(partialPath, layer));
+    await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(partialPath, layer));
     return false;
   } finally {
     lock.release();
   }
 }
 
-/** At most `size` tasks at once; the others wait in order. */
+/**
+ * At most `size` tasks at once. Waiting tasks start largest first: the
+ * biggest layer is the longest to unpack, so starting it early shortens the
+ * whole pull (longest-processing-time-first scheduling).
+ */
 class Slots {
   private free: number;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting: { weight: number; start: () => void }[] = [];
 
   constructor(size: number) {
     this.free = Math.max(1, size);
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  async run<T>(weight: number, fn: () => Promise<T>): Promise<T> {
     if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else
+      await new Promise<void>((start) => {
+        this.waiting.push({ weight, start });
+        this.waiting.sort((a, b) => b.weight - a.weight);
+      });
     try {
       return await fn();
     } finally {
       const next = this.waiting.shift();
-      if (next) next();
+      if (next) next.start();
       else this.free++;
     }
   }
