@@ -2,8 +2,9 @@
  * Giving a container its network, between the moment the executor has
  * created the container's namespaces (and reported its pid) and the moment
  * the container's process may execve. The modes that need a helper
- * (slirp4netns, pasta) start it here; the others need nothing at this point
- * (their work is in namespacesFor and containerFiles).
+ * (slirp4netns, pasta) start it here; `none` brings `lo` up; `host` and
+ * `container:NAME` need nothing at this point (their work is in
+ * namespacesFor and containerFiles).
  *
  * What survives nook: the returned NetworkState, which the container's record
  * keeps (ports for `nook port`, the helper's pid and log for troubleshooting).
@@ -69,9 +70,10 @@ export interface AttachOptions {
   /** the run root: caches, and a short socket directory when runDir is too deep */
   runRoot: string;
   /**
-   * nook's end of the lifeline: a socket (or fd) whose peer is held open by
-   * the executor's monitor for as long as the container lives. It becomes the
-   * helper's --exit-fd. attachNetwork closes nook's copy in every case.
+   * nook's end of the lifeline: the read end of a pipe (pipe2) whose write end
+   * the executor's monitor holds for as long as the container lives. It
+   * becomes slirp4netns's --exit-fd (pasta's watchdog reads it). Required for
+   * slirp4netns and pasta; attachNetwork closes nook's copy in every case.
    */
   lifeline?: Lifeline;
   env?: NodeJS.ProcessEnv;
