@@ -73,7 +73,7 @@ import { runExtraction } from './extract.js';
 import { parseImageConfig, type Compression, type ImageConfig, type ImageRecord, type ImageRunConfig, type ImageView, type LayerRecord, type LayerRef } from './records.js';
 import { resolveName } from './names.js';
 import { loadRegistriesConfig, searchRegistries } from './registry/registries-conf.js';
-import { defaultNamespaceRunner, type NamespaceRunner } from './userns.js';
+import type { NamespaceRunner } from './userns.js';
 import type { WhiteoutFormat } from './whiteout.js';
 
 export type { ImageRecord, ImageView, LayerRecord, LayerRef, ImageConfig, ImageRunConfig } from './records.js';
@@ -168,7 +168,8 @@ export class ImageStore {
   }
 
   async runner(): Promise<NamespaceRunner> {
-    this.runnerInstance ??= this.options.runner ?? (await defaultNamespaceRunner());
+    // Loaded on first extraction only: it brings execa, which `nook run` does not need.
+    this.runnerInstance ??= this.options.runner ?? (await (await import('./userns.js')).defaultNamespaceRunner());
     return this.runnerInstance;
   }
 
