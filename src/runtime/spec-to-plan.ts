@@ -116,6 +116,8 @@ export function specToPlan(spec: OciSpec, context: PlanContext): ExecutorPlan {
     { op: 'mount', source: 'none', target: '/', fstype: '', flags: MS.REC | MS.PRIVATE, data: '', inRoot: false, ensure: 'none' },
     ...context.rootfsOps,
   ];
+  // A new network namespace starts with lo down; every mode wants it up.
+  if (namespaces.some((ns) => ns.type === 'net' && !ns.path)) outerOps.push({ op: 'loopback-up' });
 
   const innerOps: PlanOp[] = [
     // pivot_root needs the new root to be a mount point.
@@ -131,8 +133,16 @@ export function specToPlan(spec: OciSpec, context: PlanContext): ExecutorPlan {
     }
     for (const [target, path] of DEV_SYMLINKS) innerOps.push({ op: 'symlink', target, path, inRoot: true });
   }
+  // linux.devices: bound from the host as rootless runc does (mknod needs real root).
+  for (const device of linux.devices ?? []) {
+    if (hasDevTmpfs && DEFAULT_DEVICES.includes(device.path)) continue;
+    if (!device.path.startsWith('/dev/')) throw new NookError(`device "${device.path}" must be under /dev`);
+    innerOps.push({ op: 'mount', source: device.path, target: device.path, fstype: '', flags: MS.BIND, data: '', inRoot: true, ensure: 'file' });
+  }
   if (spec.hostname && namespaces.some((ns) => ns.type === 'uts' && !ns.path)) innerOps.push({ op: 'sethostname', name: spec.hostname });
   innerOps.push({ op: 'pivot-root', path: rootPath });
+  // Before maskedPaths and readonlyPaths, which make /proc/sys read-only (as runc orders it).
+  for (const [key, value] of Object.entries(linux.sysctl ?? {})) innerOps.push({ op: 'write-file', path: sysctlPath(key), content: value, inRoot: false });
   for (const path of linux.maskedPaths ?? []) innerOps.push({ op: 'mask', path });
   for (const path of linux.readonlyPaths ?? []) innerOps.push({ op: 'readonly', path });
   if (spec.root.readonly) {
@@ -161,9 +171,21 @@ export function specToPlan(spec: OciSpec, context: PlanContext): ExecutorPlan {
       oomScoreAdj: process.oomScoreAdj ?? null,
       searchPath: !process.args[0]!.includes('/'),
       terminal: process.terminal ?? false,
+      ...(process.consoleSize ? { consoleSize: { rows: process.consoleSize.height, cols: process.consoleSize.width } } : {}),
+      ...(process.user.umask !== undefined ? { umask: process.user.umask } : {}),
     },
     monitor: context.monitor,
   };
+}
+
+/**
+ * net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward; with slashes the key is
+ * a path already (an interface name with a dot: net/ipv4/conf/eth0.100/forwarding).
+ * A key that could leave /proc/sys is refused.
+ */
+export function sysctlPath(key: string): string {
+  if (!/^[A-Za-z0-9_.\/:*-]+$/.test(key) || key.split(/[./]/).some((part) => part === '')) throw new NookError(`invalid sysctl "${key}"`);
+  return `/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`;
 }
 
 function mountOps(mount: OciMount, context: PlanContext, newPidNs: boolean): PlanOp[] {
