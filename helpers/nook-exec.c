@@ -84,6 +84,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <net/if.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/openat2.h>
@@ -135,11 +136,13 @@ enum op_kind {
     OP_MASK,
     OP_READONLY,
     OP_SYNC,
+    OP_LOOPBACK_UP,
 };
 
 static const char *const op_names[] = {
     "set-root", "mount", "mkdir", "symlink", "write-file", "spawn-mount",
     "chdir", "pivot-root", "umount", "sethostname", "mask", "readonly", "sync",
+    "loopback-up",
 };
 
 struct op {
@@ -567,6 +570,8 @@ static void rd_op(struct reader *r, struct op *op) {
     case OP_SETHOSTNAME:
         op->data = rd_str(r);
         break;
+    case OP_LOOPBACK_UP:
+        break;
     }
 }
 
@@ -815,6 +820,8 @@ static void out_ops(const struct op *ops, size_t n) {
         case OP_SYNC:
             fputs(",\"name\":", stdout);
             out_str(op->path);
+            break;
+        case OP_LOOPBACK_UP:
             break;
         }
         putchar('}');
@@ -1488,6 +1495,21 @@ static void do_sync(const struct op *op) {
     }
 }
 
+/* A new network namespace starts with lo down; an ioctl brings it up without
+ * spawning `ip` (what podman's netns setup does too, via netlink). */
+static void do_loopback_up(void) {
+    step("ip link set lo up");
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail(errno, "socket for lo");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) fail(errno, "read the flags of lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) fail(errno, "bring lo up");
+    close(fd);
+}
+
 static void run_ops(struct opctx *ctx, const struct op *ops, size_t n, const sigset_t *original_mask) {
     for (size_t i = 0; i < n; i++) {
         const struct op *op = &ops[i];
@@ -1536,6 +1558,9 @@ static void run_ops(struct opctx *ctx, const struct op *ops, size_t n, const sig
             break;
         case OP_SYNC:
             do_sync(op);
+            break;
+        case OP_LOOPBACK_UP:
+            do_loopback_up();
             break;
         }
     }

@@ -22,7 +22,6 @@ import { addHostForward, MAX_UNIX_SOCKET_PATH } from './slirp-api.js';
 import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
 import { startPasta } from './pasta.js';
-import { bringLoopbackUp } from './loopback.js';
 import { closeLifeline, lifelineFd, type Lifeline } from './lifeline.js';
 import { processGone, processStartTime, stopHelper } from './helper-process.js';
 
@@ -90,8 +89,6 @@ export async function attachNetwork(mode: NetworkMode, options: AttachOptions): 
       case 'container':
         return staticHandle({ mode: formatNetworkMode(mode), ports: [], joinedContainer: mode.container });
       case 'none':
-        await bringLoopbackUp(options.pid, options.env);
-        return staticHandle({ mode: formatNetworkMode(mode), ports: [] });
       case 'host':
         return staticHandle({ mode: formatNetworkMode(mode), ports: [] });
     }

@@ -34,8 +34,8 @@ export function namespacesFor(mode: NetworkMode, joined?: { pid: number }): Netw
     case 'pasta':
       return { net: { type: 'net' }, joinUserNamespace: null, sysfsMountable: true, needsAttach: true };
     case 'none':
-      // attachNetwork brings `lo` up: a new network namespace starts with it down.
-      return { net: { type: 'net' }, joinUserNamespace: null, sysfsMountable: true, needsAttach: true };
+      // The executor brings `lo` up itself (the plan's loopback-up op): nothing to attach.
+      return { net: { type: 'net' }, joinUserNamespace: null, sysfsMountable: true, needsAttach: false };
     case 'host':
       return { net: null, joinUserNamespace: null, sysfsMountable: false, needsAttach: false };
     case 'container':

@@ -123,6 +123,8 @@ function writeOp(w: TokenWriter, op: PlanOp): void {
     case 'sync':
       w.str(op.name, 'sync name');
       return;
+    case 'loopback-up':
+      return;
     default: {
       const unknown: never = op;
       throw new NookError(`unknown plan operation ${JSON.stringify(unknown)}`);

@@ -112,6 +112,8 @@ export type PlanOp =
   | { op: 'pivot-root'; path: string }
   | { op: 'umount'; target: string; flags: number }
   | { op: 'sethostname'; name: string }
+  /** Bring the loopback device of a new network namespace up (an ioctl: no `ip` process). */
+  | { op: 'loopback-up' }
   /**
    * innerOps only, needs `hold`: the container process stops here, the
    * executor reports {"type":"paused"} and waits for one byte on the control

@@ -117,7 +117,7 @@ test('checkPublishAllowed: -p only where nook forwards ports', (t) => {
 
 test('namespacesFor: new, joined or host network namespace', (t) => {
   t.deepEqual(namespacesFor(parseNetworkOption('slirp4netns')), { net: { type: 'net' }, joinUserNamespace: null, sysfsMountable: true, needsAttach: true });
-  t.deepEqual(namespacesFor({ kind: 'none' }), { net: { type: 'net' }, joinUserNamespace: null, sysfsMountable: true, needsAttach: true });
+  t.deepEqual(namespacesFor({ kind: 'none' }), { net: { type: 'net' }, joinUserNamespace: null, sysfsMountable: true, needsAttach: false });
   t.deepEqual(namespacesFor({ kind: 'host' }), { net: null, joinUserNamespace: null, sysfsMountable: false, needsAttach: false });
   t.deepEqual(namespacesFor({ kind: 'container', container: 'db' }, { pid: 4242 }), {
     net: { type: 'net', path: '/proc/4242/ns/net' },
