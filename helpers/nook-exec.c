@@ -2266,6 +2266,7 @@ static bool relay_has_pending(const struct terminal_relay *t) {
 static void copy_window_size(int master) {
     struct winsize ws;
     if (ioctl(0, TIOCGWINSZ, &ws) < 0 && ioctl(1, TIOCGWINSZ, &ws) < 0) return;
+    if (ws.ws_row == 0 || ws.ws_col == 0) return; /* a terminal that does not know its size (a pty of script(1)...) */
     ioctl(master, TIOCSWINSZ, &ws);
 }
 
