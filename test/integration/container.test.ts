@@ -391,6 +391,8 @@ test('published ports reach a server in the container', async (t) => {
 test('--network none has only loopback', async (t) => {
   const r = await nook(['run', '--rm', '--network', 'none', image, 'ls', '/sys/class/net']);
   t.is(r.stdout, 'lo', describe(r));
+  const up = await nook(['run', '--rm', '--network', 'none', image, 'cat', '/sys/class/net/lo/operstate', '/sys/class/net/lo/flags']);
+  t.regex(up.stdout, /0x9$/, describe(up)); // IFF_UP | IFF_LOOPBACK
 });
 
 test('--init reaps zombies and forwards signals', async (t) => {

@@ -37,7 +37,8 @@ export async function sleep(ms: number): Promise<void> {
 
 export async function makeNamespaceHolder(seconds = 120): Promise<NamespaceHolder> {
   const [readEnd, writeEnd] = (await linuxSyscalls()).pipe();
-  const monitor = spawn('unshare', ['-Urn', '--fork', 'sleep', String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', writeEnd] });
+  // lo comes up at once, as the executor's loopback-up op does for a container's new network namespace.
+  const monitor = spawn('unshare', ['-Urn', '--fork', 'sh', '-c', `ip link set lo up && exec sleep ${seconds}`], { stdio: ['ignore', 'inherit', 'inherit', writeEnd] });
   closeSync(writeEnd);
   const monitorPid = monitor.pid;
   if (monitorPid === undefined) throw new Error('unshare did not start');

@@ -210,7 +210,7 @@ for (const allow of [false, true]) {
   });
 }
 
-test('none: the namespace keeps only lo, brought up, and attachNetwork starts no helper', async (t) => {
+test('none: the namespace keeps only lo (up, from the executor) and attachNetwork starts no helper', async (t) => {
   const holder = await makeNamespaceHolder();
   t.teardown(() => holder.destroy());
   const handle = await attachNetwork(parseNetworkOption('none'), { pid: holder.pid, ports: [], runDir: holder.dir, runRoot: holder.dir, lifeline: holder.lifeline });
