@@ -52,8 +52,8 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
     .map((ns) => ({ type: NS_FILES[ns.type]!, path: `/proc/${pid}/ns/${NS_FILES[ns.type]}` }));
   let seccompFilter: string | null = null;
   if (spec.linux?.seccomp && !options.privileged) {
-    const [{ compileSeccomp }, { parseLinuxSeccomp }] = await Promise.all([import('../security/seccomp/compiler.js'), import('../security/seccomp/oci.js')]);
-    seccompFilter = compileSeccomp(parseLinuxSeccomp(spec.linux.seccomp)).hex;
+    const { compiledSeccompHex } = await import('../security/seccomp/cache.js');
+    seccompFilter = await compiledSeccompHex(spec.linux.seccomp, store.paths.runRoot);
   }
 
   const plan: ExecutorPlan = {

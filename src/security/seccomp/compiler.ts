@@ -35,8 +35,8 @@ import { BPF_MAXINSNS, SECCOMP_DATA, SECCOMP_RET, encodeFilter, type SockFilter 
 import { SECCOMP_FILTER_FLAGS, parseLinuxSeccomp, type LinuxSeccomp, type LinuxSeccompArg, type SeccompAction } from './oci.js';
 import { syscallTables } from './syscall-tables.js';
 
-export const EPERM = 1;
-export const ENOSYS = 38;
+export { EPERM, ENOSYS } from './oci.js';
+import { ENOSYS, EPERM } from './oci.js';
 
 /** x32 system calls are x86_64 numbers with this bit set (__X32_SYSCALL_BIT). */
 export const X32_SYSCALL_BIT = 0x40000000;

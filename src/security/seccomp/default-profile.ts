@@ -15,7 +15,7 @@
  * for users.
  */
 import { hostSeccompArch, type SeccompArch } from './arch.js';
-import { ENOSYS, EPERM } from './compiler.js';
+import { ENOSYS, EPERM } from './oci.js';
 import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from './oci.js';
 
 export const EAFNOSUPPORT = 97;

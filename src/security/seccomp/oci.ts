@@ -88,6 +88,9 @@ export const SECCOMP_FILTER_FLAGS: Readonly<Record<string, number>> = {
 
 /** The largest errno a filter can return (the kernel's MAX_ERRNO). */
 export const MAX_ERRNO = 4095;
+/** errno values profiles use most; here rather than in the compiler so that building a config does not load it. */
+export const EPERM = 1;
+export const ENOSYS = 38;
 const U64_MAX = (1n << 64n) - 1n;
 
 function fail(where: string, what: string): never {
