@@ -72,6 +72,7 @@ import { DigestStream, digestHex, sha256Of, shortDigest, type Digest } from './d
 import { runExtraction } from './extract.js';
 import { parseImageConfig, type Compression, type ImageConfig, type ImageRecord, type ImageRunConfig, type ImageView, type LayerRecord, type LayerRef } from './records.js';
 import { resolveName } from './names.js';
+import { splitReference } from './reference.js';
 import { loadRegistriesConfig, searchRegistries } from './registry/registries-conf.js';
 import type { NamespaceRunner } from './userns.js';
 import type { WhiteoutFormat } from './whiteout.js';
@@ -278,8 +279,9 @@ export class ImageStore {
   }
 
   private lookup(images: ImageView[], input: string): (ImageView & { matchedName: string | undefined }) | null {
-    this.searchList ??= this.options.searchRegistries ?? configuredSearchRegistries();
-    return resolveName({ images, searchRegistries: this.searchList }, input);
+    // Only short names need the search list: reading registries.conf is skipped on `run localhost/x`.
+    const searchRegistries = this.options.searchRegistries ?? (isQualified(input) ? [] : (this.searchList ??= configuredSearchRegistries()));
+    return resolveName({ images, searchRegistries }, input);
   }
 
   /** As findImage, but a missing image is an error ("image not known", exit 125 as podman's inspect). */
@@ -988,4 +990,12 @@ function readFileBuffer(path: string): Buffer {
 
 function devNull(): Writable {
   return new Writable({ write: (_chunk, _encoding, callback) => callback() });
+}
+
+function isQualified(input: string): boolean {
+  try {
+    return splitReference(input).domain !== undefined;
+  } catch {
+    return false;
+  }
 }
