@@ -30,7 +30,7 @@ export interface BenchOptions {
   json: string | undefined;
   keep: boolean;
   /** set by the root part for the measuring process */
-  worker?: { work: string; fsDescription: string; cgroup?: string };
+  worker?: { work: string; fsDescription: string; cgroup?: string; extraRows?: string };
 }
 
 function list<T extends string>(value: string, allowed: readonly T[], what: string): T[] {
@@ -69,6 +69,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       work: { type: 'string' },
       'fs-description': { type: 'string' },
       cgroup: { type: 'string' },
+      'extra-rows': { type: 'string' },
     },
     strict: true,
   });
@@ -90,7 +91,12 @@ export function parseOptions(argv: string[]): BenchOptions {
   };
   if (values.worker) {
     if (!values.work || !values['fs-description']) throw new Error('--worker needs --work and --fs-description');
-    options.worker = { work: values.work, fsDescription: values['fs-description'], ...(values.cgroup ? { cgroup: values.cgroup } : {}) };
+    options.worker = {
+      work: values.work,
+      fsDescription: values['fs-description'],
+      ...(values.cgroup ? { cgroup: values.cgroup } : {}),
+      ...(values['extra-rows'] ? { extraRows: values['extra-rows'] } : {}),
+    };
   }
   return options;
 }

@@ -24,6 +24,7 @@ import { runChecked, runCommand, sleep } from './command.js';
 import { paths } from './checkout.js';
 import { prepareImages } from './images.js';
 import { DEBIAN_GROUPS, forwardedArgs, type BenchOptions } from './options.js';
+import { recordStartTimelines } from './timeline.js';
 import { requirePrograms, ROOT_PROGRAMS, WORKER_PROGRAMS } from './tools.js';
 
 /** Size of the loop file system: two stores of the Debian image per engine at most, the trees, the registry. */
@@ -192,6 +193,33 @@ function createCgroup(): Cgroup | undefined {
   };
 }
 
+/**
+ * The start's timeline from perf's scheduler events (root only), written for
+ * the measuring process to add to the profile group; undefined when perf
+ * cannot (the reason is logged).
+ */
+async function timelineAsRoot(options: BenchOptions, user: UserIds, work: string, log: (line: string) => void): Promise<string | undefined> {
+  log('profile: start timeline with perf (as root, the starts as the user)');
+  const dir = join(work, 'timeline');
+  const mkdirAsUser = asUser(user, ['mkdir', '-p', join(dir, 'store')]);
+  await runChecked({ file: mkdirAsUser[0]!, args: mkdirAsUser.slice(1) });
+  const fixtures = await prepareImages({ canBuildDebian: false, needDebian: false, log });
+  const result = await recordStartTimelines({
+    dir: join(dir, 'store'),
+    runs: Math.min(options.runs.latency, 10),
+    nook: (args) => [process.execPath, paths.nookMain, '--root', join(dir, 'store/root'), '--runroot', join(dir, 'store/run'), ...args],
+    asUser: (argv) => asUser(user, argv),
+    busyboxArchive: fixtures.busybox.archive,
+  }).catch((error: unknown) => ({ skipped: error instanceof Error ? error.message : String(error) }));
+  if ('skipped' in result) {
+    log(`profile: no timeline: ${result.skipped}`);
+    return undefined;
+  }
+  const file = join(work, 'timeline.json');
+  writeFileSync(file, JSON.stringify(result.rows));
+  return file;
+}
+
 /** Runs the whole suite from root; returns the exit status. */
 export async function runAsRoot(options: BenchOptions): Promise<number> {
   await requirePrograms([...WORKER_PROGRAMS, ...ROOT_PROGRAMS]);
@@ -220,10 +248,11 @@ export async function runAsRoot(options: BenchOptions): Promise<number> {
     log(`work file system: ${fs.description}`);
     cgroup = createCgroup();
     if (!cgroup) log('no cgroup v2 hierarchy: the memory group counts every process of the user');
+    const extraRows = options.groups.includes('profile') ? await timelineAsRoot(options, user, fs.dir, log) : undefined;
     const results = join(fs.dir, 'results.json');
     const argv = asUser(user, [
       process.execPath, paths.benchMain, '--worker', '--work', fs.dir, '--fs-description', fs.description, '--json', results,
-      ...(cgroup ? ['--cgroup', cgroup.path] : []), ...forwardedArgs(options),
+      ...(cgroup ? ['--cgroup', cgroup.path] : []), ...(extraRows ? ['--extra-rows', extraRows] : []), ...forwardedArgs(options),
     ]);
     const command = cgroup ? ['bash', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'bench-cgroup', cgroup.path, ...argv] : argv;
     const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });

@@ -170,6 +170,7 @@ async function measure(options: BenchOptions): Promise<number> {
   } finally {
     await cleanup();
   }
+  if (options.worker?.extraRows) rows.push(...(JSON.parse(readFileSync(options.worker.extraRows, 'utf8')) as Row[]));
 
   const notes = [
     `file-heavy figures (pull, load, fs) and every store: ${work.description}`,

@@ -10,6 +10,7 @@ import { atLeast, atMost, compareRow, renderGoals, renderTable } from '../../ben
 import { formatBytes, formatRate, formatRatio, formatSeconds, formatSummary, median, ratio, summarize } from '../../bench/stats.js';
 import { descendantsOf, type ProcessInfo } from '../../bench/procs.js';
 import { forwardedArgs, parseOptions } from '../../bench/options.js';
+import { parsePerfScript, startTimeline } from '../../bench/timeline.js';
 
 test('median of an odd count is the middle value, of an even count the mean of the two middle ones', (t) => {
   t.is(median([3, 1, 2]), 2);
@@ -165,4 +166,36 @@ test('options: defaults, --quick, --only, and what is forwarded to the measuring
   t.deepEqual(parseOptions(forwardedArgs(quick)).runs, quick.runs);
   t.throws(() => parseOptions(['--only', 'nope']), { message: /unknown group "nope"/ });
   t.throws(() => parseOptions(['--runs', '0']), { message: /positive integer/ });
+});
+
+test('the start timeline follows the run\'s process tree through perf sched events', (t) => {
+  const perf = [
+    '              sh   100 [000]   10.000000: sched:sched_process_exec: filename=/usr/bin/sh pid=100 old_pid=100',
+    '            node   100 [000]   10.010000: sched:sched_process_exec: filename=/usr/bin/node pid=100 old_pid=100',
+    '        other   555 [001]   10.020000: sched:sched_process_exec: filename=/bin/true pid=555 old_pid=555',
+    '            node   100 [000]   10.200000: sched:sched_process_fork: comm=node pid=100 child_comm=node child_pid=101',
+    '       nook-exec   101 [000]   10.210000: sched:sched_process_exec: filename=/x/dist/helpers/nook-exec pid=101 old_pid=101',
+    '       nook-exec   101 [000]   10.211000: sched:sched_process_fork: comm=nook-exec pid=101 child_comm=nook-exec child_pid=102',
+    '       nook-exec   102 [000]   10.212000: sched:sched_process_fork: comm=nook-exec pid=102 child_comm=nook-exec child_pid=103',
+    '       newuidmap   103 [000]   10.213000: sched:sched_process_exec: filename=/usr/bin/newuidmap pid=103 old_pid=103',
+    '       newuidmap   103 [000]   10.214000: sched:sched_process_exit: comm=newuidmap pid=103 prio=120 group_dead=true',
+    '            node   100 [000]   10.220000: sched:sched_process_fork: comm=node pid=100 child_comm=node child_pid=104',
+    '         nsenter   104 [000]   10.221000: sched:sched_process_exec: filename=/usr/bin/nsenter pid=104 old_pid=104',
+    '              ip   104 [000]   10.222000: sched:sched_process_exec: filename=/usr/bin/ip pid=104 old_pid=104',
+    '              ip   104 [000]   10.226000: sched:sched_process_exit: comm=ip pid=104 prio=120 group_dead=true',
+    '       nook-exec   102 [000]   10.230000: sched:sched_process_fork: comm=nook-exec pid=102 child_comm=nook-exec child_pid=105',
+    '            true   105 [000]   10.240000: sched:sched_process_exec: filename=/bin/true pid=105 old_pid=105',
+    '            true   105 [000]   10.240500: sched:sched_process_exit: comm=true pid=105 prio=120 group_dead=true',
+    '            node   100 [000]   10.260000: sched:sched_process_exit: comm=node pid=100 prio=120 group_dead=true',
+  ].join('\n');
+  const events = parsePerfScript(perf);
+  t.is(events.length, 17);
+  const timeline = startTimeline(events, 100, '/bin/true');
+  const ms = (s: number) => Math.round(s * 1e6) / 1e3;
+  t.is(ms(timeline.beforeExecutor), 200);
+  t.is(ms(timeline.executorToCommand), 30);
+  t.is(ms(timeline.command), 0.5);
+  t.is(ms(timeline.afterCommand), 19.5);
+  t.is(ms(timeline.total), 250);
+  t.deepEqual(Object.fromEntries(Object.entries(timeline.helpers).map(([k, v]) => [k, ms(v)])), { newuidmap: 1, nsenter: 5 });
 });
