@@ -5,7 +5,7 @@
  */
 import { NookError } from '../lib/errors.js';
 import { computeIdMapping } from '../idmap/mapping.js';
-import { findProgram } from '../idmap/programs.js';
+import { findProgram } from '../lib/programs.js';
 import type { IdMapEntry } from '../runtime/plan.js';
 import type { OciIdMapping, OciSpec } from '../runtime/spec.js';
 

@@ -13,7 +13,7 @@
  * only lets a privileged writer map ids other than one's own).
  */
 import type { IdMapEntry, UserNamespacePlan } from '../runtime/plan.js';
-import { findProgram } from './programs.js';
+import { findProgram } from '../lib/programs.js';
 import { currentUser, readSubordinateIds, type SubidRange, type SubidSources, type UserIdentity } from './subids.js';
 
 export interface IdMapping {

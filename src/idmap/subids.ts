@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { NookError, errnoCode } from '../lib/errors.js';
-import { findProgram } from './programs.js';
+import { findProgram } from '../lib/programs.js';
 
 export interface SubidRange {
   start: number;

@@ -1,11 +1,12 @@
 /**
- * Finding the shadow-utils helpers (newuidmap, newgidmap, getsubids). They
- * live in /usr/sbin on some distributions, which a user's PATH may lack.
+ * Finding the host programs nook drives (newuidmap, newgidmap, getsubids,
+ * slirp4netns, pasta, fuse-overlayfs...). Several live in sbin directories
+ * that a user's PATH lacks on some distributions, so those are searched too.
  */
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-const EXTRA_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin', '/usr/local/sbin'];
+const EXTRA_DIRS = ['/usr/local/bin', '/usr/bin', '/bin', '/usr/local/sbin', '/usr/sbin', '/sbin'];
 
 export function findProgram(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
   const dirs = [...(env.PATH ?? '').split(delimiter).filter((d) => d.startsWith('/')), ...EXTRA_DIRS];

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NookError } from '../lib/errors.js';
 import { ensureDir } from '../lib/paths.js';
-import { findExecutable } from './executable.js';
+import { findProgram as findExecutable } from '../lib/programs.js';
 import { formatNetworkMode, slirpAddresses, type NetworkMode } from './mode.js';
 import type { PortMapping } from './publish.js';
 import { addHostForward, MAX_UNIX_SOCKET_PATH } from './slirp-api.js';
@@ -23,7 +23,8 @@ import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
 import { startPasta } from './pasta.js';
 import { closeLifeline, lifelineFd, type Lifeline } from './lifeline.js';
-import { processGone, processStartTime, stopHelper } from './helper-process.js';
+import { processGone, processStartTime } from '../lib/processes.js';
+import { stopHelper } from './helper-process.js';
 
 /** What a container's record keeps about its network. Plain JSON. */
 export interface NetworkState {

@@ -2,26 +2,8 @@
  * The helper process (slirp4netns, pasta) as seen from outside: is it still
  * the process we started (start time, against pid reuse), and stopping it.
  */
-import { readFileSync, rmSync } from 'node:fs';
-
-/** /proc/PID/stat field 22, the start time in clock ticks. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-export function processGone(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
-}
+import { rmSync } from 'node:fs';
+import { processGone } from '../lib/processes.js';
 
 export async function stopHelper(pid: number, socket?: string): Promise<void> {
   try {

@@ -18,11 +18,11 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { NookError } from '../lib/errors.js';
 import { ensureDir } from '../lib/paths.js';
-import { findExecutable } from './executable.js';
+import { findProgram as findExecutable } from '../lib/programs.js';
 import { formatNetworkMode, type NetworkMode } from './mode.js';
 import type { PortMapping } from './publish.js';
 import type { AttachOptions, NetworkHandle } from './attach.js';
-import { processStartTime } from './helper-process.js';
+import { processStartTime } from '../lib/processes.js';
 import { lifelineFd } from './lifeline.js';
 
 /** The watchdog: $0 is pasta's path, the rest its arguments; fd 3 is the lifeline. */

@@ -14,7 +14,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { computeIdMapping, hostIdFor, newUserNamespacePlan, type IdMapping } from '../../src/idmap/mapping.js';
-import { findProgram } from '../../src/idmap/programs.js';
+import { findProgram } from '../../src/lib/programs.js';
 import { removeInUserNamespace, runInUserNamespace } from '../../src/idmap/userns.js';
 import { ExecutorError, startExecutor, type ExecutorHandle, type ExecutorOptions } from '../../src/runtime/executor.js';
 import type { ExecutorPlan, PlanOp, ProcessPlan } from '../../src/runtime/plan.js';
