@@ -32,6 +32,8 @@ export interface ProfileBreakdown {
   categories: Record<string, number>;
   /** seconds from the profile's start to the first sample in the executor module (undefined if none) */
   untilExecutor?: number;
+  /** "function file:line" -> seconds of self time, the 15 largest */
+  topFunctions: Record<string, number>;
 }
 
 /** The category of one frame, or undefined when the frame says nothing (Node internals, anonymous). */
@@ -72,6 +74,7 @@ export function analyzeProfile(profile: CpuProfile, executorPattern = /\/dist\/s
     return result;
   };
   const categories: Record<string, number> = {};
+  const functions = new Map<string, number>();
   let time = profile.startTime;
   let untilExecutor: number | undefined;
   for (let i = 0; i < profile.samples.length; i++) {
@@ -80,7 +83,14 @@ export function analyzeProfile(profile: CpuProfile, executorPattern = /\/dist\/s
     // a sample's time is the interval that ends with it
     const { category, executor } = classify(profile.samples[i]!);
     categories[category] = (categories[category] ?? 0) + delta / 1e6;
+    const frame = byId.get(profile.samples[i]!)?.callFrame;
+    if (frame) {
+      const file = frame.url.replace(/^.*\/(dist\/|node_modules\/)/, '$1');
+      const key = `${frame.functionName || '(anonymous)'}${file ? ` ${file}:${(frame.lineNumber ?? 0) + 1}` : ''}`;
+      functions.set(key, (functions.get(key) ?? 0) + delta / 1e6);
+    }
     if (executor && untilExecutor === undefined) untilExecutor = (time - profile.startTime) / 1e6;
   }
-  return { duration: (profile.endTime - profile.startTime) / 1e6, categories, ...(untilExecutor !== undefined ? { untilExecutor } : {}) };
+  const topFunctions = Object.fromEntries([...functions].sort((a, b) => b[1] - a[1]).slice(0, 15));
+  return { duration: (profile.endTime - profile.startTime) / 1e6, categories, topFunctions, ...(untilExecutor !== undefined ? { untilExecutor } : {}) };
 }

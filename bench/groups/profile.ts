@@ -32,6 +32,12 @@ export async function benchProfile(ctx: BenchContext): Promise<Row[]> {
     { group: 'profile', name: 'nook run --rm --network none busybox true', unit: 'seconds', nook: summarize(await repeat(ctx.runs.latency, run)) },
   ];
 
+  // what importing each dependency of the start path costs, above `node -e 0`
+  for (const dependency of ['execa', 'commander', 'koffi']) {
+    const samples = await repeat(ctx.runs.latency, { file: process.execPath, args: ['--input-type=module', '-e', `await import('${dependency}')`], env: ctx.env, cwd: paths.checkout });
+    rows.push({ group: 'profile', name: `node -e "await import('${dependency}')"`, unit: 'seconds', nook: summarize(samples) });
+  }
+
   ctx.log('profile: node --cpu-prof');
   const profiles = Math.min(ctx.runs.latency, 5);
   const breakdowns: ProfileBreakdown[] = [];
@@ -56,6 +62,10 @@ export async function benchProfile(ctx: BenchContext): Promise<Row[]> {
     if (summary.median < 0.0005) continue;
     rows.push({ group: 'profile', name: `  self time: ${category}`, unit: 'seconds', nook: summary });
   }
-  rows[rows.length - 1]!.detail = { profiledRuns: profiles, categoriesMedianSeconds: Object.fromEntries(perCategory.map((c) => [c.category, median(c.summary.samples)])) };
+  rows[rows.length - 1]!.detail = {
+    profiledRuns: profiles,
+    categoriesMedianSeconds: Object.fromEntries(perCategory.map((c) => [c.category, median(c.summary.samples)])),
+    topFunctionsOfFirstProfile: breakdowns[0]?.topFunctions,
+  };
   return rows;
 }

@@ -123,6 +123,7 @@ test('a profile sample is charged to the nearest telling frame from the leaf', (
   t.is(breakdown.duration, 0.01);
   t.deepEqual(breakdown.categories, { 'module loading': 0.002, 'nook: image': 0.002, 'nook: runtime': 0.001, 'idle (waiting: child processes, I/O)': 0.005 });
   t.is(breakdown.untilExecutor, 0.005);
+  t.deepEqual(Object.keys(breakdown.topFunctions), ['(idle)', 'import node:internal/modules/esm/loader:1', 'readFileSync node:fs:1', 'spawnExecutor dist/src/runtime/executor.js:1']);
 });
 
 test('the Debian mirror comes from apt deb822 sources, then one-line sources', (t) => {
