@@ -37,6 +37,8 @@ const commandModules: Record<string, string> = {
   system: 'images',
   unshare: 'unshare',
   port: 'port',
+  stats: 'cgroups',
+  update: 'cgroups',
 };
 
 type Register = (program: Command) => void;
@@ -53,6 +55,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--runroot <dir>', 'runtime state directory (default: $XDG_RUNTIME_DIR/nook)')
     .option('--debug', 'show the causes of errors')
     .option('--trace', 'print every kernel-level step as it happens')
+    .option('--cgroup-manager <manager>', 'systemd, cgroupfs or none for new containers (default: what nook info shows)')
     .enablePositionalOptions()
     .showHelpAfterError('(run nook --help for the list of commands)')
     .exitOverride();

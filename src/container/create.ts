@@ -47,6 +47,12 @@ export async function createContainer(options: ContainerOptions, context: Create
     }
   });
 
+  const cgroups = await import('../cgroups/select.js').then((m) => m.selectCgroups({ ...(options.cgroupManager ? { manager: options.cgroupManager } : {}), ...(options.cgroups ? { cgroups: options.cgroups } : {}), ...(options.cgroupParent ? { parent: options.cgroupParent } : {}) }));
+  if (options.resources) {
+    const [{ checkLimitsPossible }, { resourcesFromOci }] = await Promise.all([import('../cgroups/manager.js'), import('../cgroups/resources.js')]);
+    checkLimitsPossible(resourcesFromOci(options.resources), cgroups.cgroup, cgroups.reason);
+  }
+
   const image = await openImageForRun(paths, options.image, options.pull ?? 'missing');
   const name = options.name ?? uniqueName(store);
   if (options.name !== undefined) {
@@ -98,6 +104,7 @@ export async function createContainer(options: ContainerOptions, context: Create
       seccomp: security.seccomp,
       network: network.namespace,
       envFileEntries,
+      cgroupMount: cgroups.cgroup.manager !== 'none',
       ...(options.init ? { initPath: initBinaryPath() } : {}),
     });
     writeFileSync(join(dataDir, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, { mode: 0o600 });
@@ -119,6 +126,7 @@ export async function createContainer(options: ContainerOptions, context: Create
       network: { mode: network.modeText, publish: options.publish },
       ...(image.config.StopSignal ? { stopSignal: image.config.StopSignal } : {}),
       idMappingWarning: idmap.warning,
+      cgroup: cgroups.cgroup,
     };
     store.save(record);
     return { record, spec };

@@ -71,6 +71,7 @@ export async function removeContainer(store: ContainerStore, record: ContainerRe
     const { releaseNetwork } = await import('../network/attach.js');
     await releaseNetwork(state);
   }
+  if (live.cgroup?.path) await (await import('../cgroups/container.js')).releaseCgroup(live.cgroup);
   rmSync(store.stateDir(live.id), { recursive: true, force: true });
   await removeTree(store.dataDir(live.id));
 }

@@ -39,4 +39,12 @@ export interface ContainerOptions {
   storageDriver?: string;
   /** --pull: missing (default), always, never */
   pull?: 'missing' | 'always' | 'never';
+  /** --memory, --cpus, --pids-limit...: OCI linux.resources (src/cgroups/resources.ts) */
+  resources?: import('../cgroups/resources.js').OciResources;
+  /** --cgroups: enabled (default) or disabled */
+  cgroups?: string;
+  /** --cgroup-manager: systemd, cgroupfs, none (default: the host's choice, see nook info) */
+  cgroupManager?: string;
+  /** --cgroup-parent (cgroupfs): the cgroup containers' cgroups are made under */
+  cgroupParent?: string;
 }

@@ -67,7 +67,8 @@ export async function attachAndStart(
     process.off('SIGQUIT', ignored);
   }
   const exitCode = exit.code;
-  const finished: ContainerRecord = { ...started.record, status: 'exited', exitCode, finishedAt: new Date().toISOString() };
+  const finished: ContainerRecord = { ...started.record, status: 'exited', exitCode, finishedAt: new Date().toISOString(), ...(exit.oomKilled ? { oomKilled: true } : {}) };
+  if (finished.cgroup?.path) await (await import('../cgroups/container.js')).releaseCgroup(finished.cgroup).catch(() => {});
   if (record.autoRemove) {
     await removeContainer(store, finished, { force: true });
   } else {

@@ -54,6 +54,8 @@ export interface SpecInputs {
   initPath?: string;
   /** Environment variables from --env-file, already read. */
   envFileEntries: string[];
+  /** The container has a cgroup of its own on cgroup v2: mount its subtree at /sys/fs/cgroup. */
+  cgroupMount?: boolean;
 }
 
 export function buildSpec(input: SpecInputs): OciSpec {
@@ -92,6 +94,8 @@ export function buildSpec(input: SpecInputs): OciSpec {
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
   ];
+  // In its own cgroup namespace, a fresh cgroup2 mount shows the container's own subtree (read-only, as docker).
+  if (input.cgroupMount) mounts.push({ destination: '/sys/fs/cgroup', type: 'cgroup2', source: 'cgroup2', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] });
   for (const [destination, source] of Object.entries(input.generatedFiles)) {
     mounts.push({ destination, type: 'bind', source, options: ['rbind', 'rprivate'] });
   }
@@ -126,6 +130,7 @@ export function buildSpec(input: SpecInputs): OciSpec {
       uidMappings: input.uidMappings,
       gidMappings: input.gidMappings,
       ...(input.seccomp ? { seccomp: input.seccomp } : {}),
+      ...(options.resources ? { resources: options.resources as Record<string, unknown> } : {}),
       maskedPaths: options.privileged ? [] : MASKED_PATHS,
       readonlyPaths: options.privileged ? [] : READONLY_PATHS,
     },

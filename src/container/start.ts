@@ -86,12 +86,15 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
   if (network.joinUserNamespace) plan.user = { mode: 'join', path: network.joinUserNamespace };
   if (plan.process.terminal) plan.process.consoleSize = (await import('./terminal.js')).initialTerminalSize();
   plan.hold = network.needsAttach;
+  const cgroup = record.cgroup && record.cgroup.manager !== 'none' ? await (await import('../cgroups/container.js')).prepareCgroup(record.id, record.cgroup, spec, options.onTrace) : null;
+  cgroup?.applyTo(plan);
 
   const executor = startExecutor(plan, {
     detached: !options.attach,
     stdio: [options.stdinClosed && !options.terminal ? 'ignore' : 'inherit', 'inherit', 'inherit'],
     ...(options.onTrace ? { onTrace: options.onTrace } : {}),
     ...(network.lifelineFd !== undefined ? { extraFds: [network.lifelineFd] } : {}),
+    ...(cgroup?.onSetup ? { onSetup: cgroup.onSetup } : {}),
   });
   // The monitor has its own copy now.
   if (network.lifelineFd !== undefined) closeFd(network.lifelineFd);
@@ -113,14 +116,17 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
       ...(processStartTime(started.monitorPid) ? { monitorStartTime: processStartTime(started.monitorPid)! } : {}),
       startedAt: new Date().toISOString(),
       network: { ...record.network, ...(networkState ? { state: networkState } : {}) },
+      ...(cgroup ? { cgroup: cgroup.record() } : {}),
     };
     delete running.exitCode;
     delete running.finishedAt;
+    delete running.oomKilled;
     store.save(running);
     return { record: running, executor };
   } catch (error) {
     executor.kill();
     await network.release();
+    await cgroup?.release();
     throw error;
   }
 }

@@ -42,6 +42,8 @@ export interface ContainerRecord {
   hostname: string;
   network: { mode: string; publish: string[]; state?: unknown };
   stopSignal?: string;
+  /** The cgroup manager chosen at create, and the container's cgroup once started (src/cgroups). */
+  cgroup?: import('../cgroups/manager.js').ContainerCgroup;
   /** Said once at start when the user has no subordinate ids. */
   idMappingWarning?: string | undefined;
 }
@@ -145,8 +147,10 @@ export class ContainerStore {
   readExitFile(id: string): { code: number; finishedAt: string; oomKilled: boolean } | null {
     try {
       const text = readFileSync(this.exitFile(id), 'utf8').trim();
-      const [code, finishedAt, oom] = text.split(/\s+/);
-      return { code: Number(code), finishedAt: finishedAt ?? new Date().toISOString(), oomKilled: oom === 'oom' };
+      // "CODE [FINISHED_AT] [oom]": the executor writes " oom" when the OOM killer struck in the container's cgroup.
+      const [code, ...rest] = text.split(/\s+/);
+      const finishedAt = rest.find((word) => word !== 'oom');
+      return { code: Number(code), finishedAt: finishedAt ?? new Date().toISOString(), oomKilled: rest.includes('oom') };
     } catch {
       return null;
     }

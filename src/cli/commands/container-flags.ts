@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { NookError } from '../../lib/errors.js';
 import type { ContainerOptions, VolumeOption } from '../../container/options.js';
+import { parseResourceFlags } from '../../cgroups/resources.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -35,7 +36,24 @@ export function addContainerFlags(command: Command): Command {
     .option('-i, --interactive', 'keep stdin open', false)
     .option('--userns <mode>', 'user namespace mode: "" (default mapping) or keep-id')
     .addOption(new Option('--storage-driver <driver>', 'storage driver').choices(['overlay', 'fuse-overlayfs', 'vfs']))
-    .addOption(new Option('--pull <policy>', 'pull the image: missing (when not in the store), always, never').choices(['missing', 'always', 'never']).default('missing'));
+    .addOption(new Option('--pull <policy>', 'pull the image: missing (when not in the store), always, never').choices(['missing', 'always', 'never']).default('missing'))
+    .option('-m, --memory <size>', 'memory limit, e.g. 512m or 2g (cgroup memory.max)')
+    .option('--memory-swap <size>', 'memory plus swap limit, -1 for unlimited swap (default: twice --memory)')
+    .option('--memory-reservation <size>', 'memory soft limit (memory.low)')
+    .option('--cpus <number>', 'number of CPUs, e.g. 0.5 (cpu.max)')
+    .option('-c, --cpu-shares <shares>', 'relative CPU weight, 2..262144, 1024 is the default (cpu.weight)')
+    .option('--cpu-weight <weight>', 'relative CPU weight, 1..10000, 100 is the default (cpu.weight)')
+    .option('--cpuset-cpus <list>', 'CPUs the container may run on, e.g. 0-1,3 (cpuset.cpus)')
+    .option('--pids-limit <n>', 'maximum number of processes, -1 for no limit (pids.max)')
+    .option('--blkio-weight <weight>', 'relative block I/O weight, 10..1000 (io.weight)')
+    .addOption(new Option('--cgroups <mode>', 'enabled: a cgroup of its own (the default); disabled: none, and no limits').choices(['enabled', 'disabled']))
+    .addOption(new Option('--cgroup-manager <manager>', 'systemd, cgroupfs or none (default: what nook info shows)').choices(['systemd', 'cgroupfs', 'none']))
+    .option('--cgroup-parent <path>', 'cgroupfs manager: the cgroup to make containers\' cgroups under (e.g. /ci/nook)')
+    // --cgroup-manager is also a global option (nook --cgroup-manager cgroupfs run ...), as in podman.
+    .hook('preAction', (_parent, action) => {
+      const global = action.optsWithGlobals<{ cgroupManager?: string }>().cgroupManager;
+      if (action.getOptionValue('cgroupManager') === undefined && global !== undefined) action.setOptionValue('cgroupManager', global);
+    });
 }
 
 export function parseVolume(value: string): VolumeOption {
@@ -91,6 +109,18 @@ interface RawFlags {
   userns?: string;
   storageDriver?: string;
   pull?: 'missing' | 'always' | 'never';
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  cpus?: string;
+  cpuShares?: string;
+  cpuWeight?: string;
+  cpusetCpus?: string;
+  pidsLimit?: string;
+  blkioWeight?: string;
+  cgroups?: string;
+  cgroupManager?: string;
+  cgroupParent?: string;
   detach?: boolean;
   rm?: boolean;
 }
@@ -101,6 +131,8 @@ export function toContainerOptions(image: string, command: string[], raw: RawFla
     throw new NookError(`unsupported --userns "${raw.userns}" (use keep-id, or leave it out)`);
   }
   if (raw.userns === 'host') throw new NookError('--userns=host needs root; rootless containers always have a user namespace');
+  const resources = parseResourceFlags(raw);
+  if (resources && raw.cgroups === 'disabled') throw new NookError('resource limits need a cgroup: they cannot be combined with --cgroups=disabled');
   return {
     image,
     command,
@@ -129,5 +161,9 @@ export function toContainerOptions(image: string, command: string[], raw: RawFla
     ...(raw.userns ? { userns: raw.userns } : {}),
     ...(raw.storageDriver ? { storageDriver: raw.storageDriver } : {}),
     ...(raw.pull ? { pull: raw.pull } : {}),
+    ...(resources ? { resources } : {}),
+    ...(raw.cgroups ? { cgroups: raw.cgroups } : {}),
+    ...(raw.cgroupManager ? { cgroupManager: raw.cgroupManager } : {}),
+    ...(raw.cgroupParent ? { cgroupParent: raw.cgroupParent } : {}),
   };
 }

@@ -230,6 +230,8 @@ export function register(program: Command): void {
       const record = store.find(id);
       if (!record) return;
       const live = store.refreshStatus(record);
+      // The executor has reported any OOM kill already (exit file): the cgroup can go.
+      if (live.status !== 'running' && live.cgroup?.path) await (await import('../../cgroups/container.js')).releaseCgroup(live.cgroup).catch(() => {});
       if (live.autoRemove && live.status !== 'running') {
         const { removeContainer } = await import('../../container/lifecycle.js');
         await removeContainer(store, live, { force: false });
