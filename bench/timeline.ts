@@ -95,11 +95,11 @@ export function startTimeline(events: readonly SchedEvent[], rootPid: number, co
   };
 }
 
-/** Rows for the profile group: the median phases of `runs` starts. */
-export function timelineRows(timelines: readonly StartTimeline[]): Row[] {
+/** Rows for the profile group: the median phases of the starts, `label` saying which starts. */
+export function timelineRows(timelines: readonly StartTimeline[], label: string): Row[] {
   const row = (name: string, values: number[]): Row => ({ group: 'profile', name, unit: 'seconds', nook: summarize(values) });
   const rows = [
-    row('timeline (perf sched events): total', timelines.map((t) => t.total)),
+    row(`timeline (perf sched events), ${label}: total`, timelines.map((t) => t.total)),
     row('  node exec -> nook-exec exec (Node start, JS)', timelines.map((t) => t.beforeExecutor)),
     row('  nook-exec exec -> container exec (namespaces, mounts, network)', timelines.map((t) => t.executorToCommand)),
     row('  container command (true)', timelines.map((t) => t.command)),
@@ -130,24 +130,28 @@ export async function recordStartTimelines(options: {
     return { file: full[0]!, args: full.slice(1) };
   };
   await runChecked(user(options.nook(['load', '-q', '-i', options.busyboxArchive])));
-  const run = options.nook(['run', '--rm', '--network', 'none', 'localhost/busybox', 'true']);
-  const timelines: StartTimeline[] = [];
+  const rows: Row[] = [];
   try {
-    for (let i = -1; i < options.runs; i++) {
-      const data = join(options.dir, 'perf.data');
-      const pidFile = join(options.dir, 'pid');
-      const workload = ['sh', '-c', 'echo $$ > "$0" && exec "$@"', pidFile, ...options.asUser(run)];
-      await runChecked({
-        file: 'perf',
-        args: ['record', '-q', '-a', '-o', data, '-e', 'sched:sched_process_exec', '-e', 'sched:sched_process_exit', '-e', 'sched:sched_process_fork', '--', ...workload],
-      });
-      const script = await runChecked({ file: 'perf', args: ['script', '-i', data] }, { maxOutput: 64 << 20 });
-      const rootPid = Number((await readFile(pidFile, 'utf8')).trim());
-      if (i >= 0) timelines.push(startTimeline(parsePerfScript(script.stdout), rootPid, '/bin/true')); // the first run warms caches
+    for (const [label, network] of [['--network none', ['--network', 'none']], ['default network', []]] as const) {
+      const run = options.nook(['run', '--rm', ...network, 'localhost/busybox', 'true']);
+      const timelines: StartTimeline[] = [];
+      for (let i = -1; i < options.runs; i++) {
+        const data = join(options.dir, 'perf.data');
+        const pidFile = join(options.dir, 'pid');
+        const workload = ['sh', '-c', 'echo $$ > "$0" && exec "$@"', pidFile, ...options.asUser(run)];
+        await runChecked({
+          file: 'perf',
+          args: ['record', '-q', '-a', '-o', data, '-e', 'sched:sched_process_exec', '-e', 'sched:sched_process_exit', '-e', 'sched:sched_process_fork', '--', ...workload],
+        });
+        const script = await runChecked({ file: 'perf', args: ['script', '-i', data] }, { maxOutput: 64 << 20 });
+        const rootPid = Number((await readFile(pidFile, 'utf8')).trim());
+        if (i >= 0) timelines.push(startTimeline(parsePerfScript(script.stdout), rootPid, '/bin/true')); // the first run warms caches
+      }
+      rows.push(...timelineRows(timelines, label));
     }
   } finally {
     await runCommand(user(['unshare', '--map-root-user', '--map-auto', 'rm', '-rf', options.dir]));
     await rm(options.dir, { recursive: true, force: true });
   }
-  return { rows: timelineRows(timelines) };
+  return { rows };
 }
