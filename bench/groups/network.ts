@@ -4,7 +4,8 @@
  *  - published port: busybox httpd in the container serves a 128 MiB file
  *    from a tmpfs; curl on the host downloads it through 127.0.0.1:PORT
  *    (slirp4netns' port forwarding for nook, rootlessport for podman, each
- *    engine's default). Floor: the same file from busybox httpd on the host.
+ *    engine's default; and nook with --network pasta when passt is
+ *    installed). Floor: the same file from busybox httpd on the host.
  *  - container to host: a server of this process on the host's 127.0.0.1
  *    sends 128 MiB to busybox wget in the container, which reaches it as
  *    10.0.2.2 (slirp4netns with allow_host_loopback=true); the time is taken
@@ -76,21 +77,30 @@ async function startBlobServer(): Promise<{ port: number; next(): Promise<number
   };
 }
 
-async function publishedPort(ctx: BenchContext): Promise<Row> {
+async function publishedPort(ctx: BenchContext): Promise<Row[]> {
   const driver = 'overlay';
   const engines: Record<EngineName, Engine> = { nook: ctx.nook, podman: ctx.podman };
   const urls = {} as Record<EngineName, string>;
   const name = 'bench-http';
+  const serve = async (engine: Engine, container: string, network?: string) => {
+    await engine.ensureImage(driver, ctx.busybox.archive);
+    const port = await freePort();
+    await runChecked(
+      engine.run({
+        image: ctx.busybox.ref, driver, detach: true, name: container, publish: [`127.0.0.1:${port}:8080`], tmpfs: ['/srv:rw,size=256m,mode=1777'], argv: ['sh', '-c', SERVE],
+        ...(network ? { network } : {}),
+      }),
+    );
+    const url = `http://127.0.0.1:${port}/blob`;
+    await waitForHttp(url, ctx.env);
+    await download(url, ctx.env); // warm-up
+    return url;
+  };
+  const started: [Engine, string][] = [];
   try {
     for (const [key, engine] of Object.entries(engines) as [EngineName, Engine][]) {
-      await engine.ensureImage(driver, ctx.busybox.archive);
-      const port = await freePort();
-      await runChecked(
-        engine.run({ image: ctx.busybox.ref, driver, detach: true, name, publish: [`127.0.0.1:${port}:8080`], tmpfs: ['/srv:rw,size=256m,mode=1777'], argv: ['sh', '-c', SERVE] }),
-      );
-      urls[key] = `http://127.0.0.1:${port}/blob`;
-      await waitForHttp(urls[key], ctx.env);
-      await download(urls[key], ctx.env); // warm-up
+      started.push([engine, name]);
+      urls[key] = await serve(engine, name);
     }
     ctx.log('network: published port');
     const samples = await interleaved(['nook', 'podman'] as const, ctx.runs.transfer, (key) => download(urls[key], ctx.env));
@@ -111,17 +121,29 @@ async function publishedPort(ctx: BenchContext): Promise<Row> {
       httpd.kill();
       await rm(dir, { recursive: true, force: true });
     }
+    const reference = { name: 'host loopback', summary: summarize(floor) };
     const row = compareRow({
       group: 'network',
       name: '128 MiB from the container through a published port (curl on the host)',
       unit: 'bytesPerSecond',
       nook: summarize(samples.nook),
       podman: summarize(samples.podman),
-      reference: { name: 'host loopback', summary: summarize(floor) },
+      reference,
     });
-    return { ...row, goal: atLeast('nook/podman >= 1', row.ratio, 1) };
+    const rows: Row[] = [{ ...row, goal: atLeast('nook/podman >= 1', row.ratio, 1) }];
+
+    // nook's other user-mode network, where passt is installed: pasta forwards local connections with splice()
+    if ((await runCommand({ file: 'sh', args: ['-c', 'command -v pasta'], env: ctx.env })).exitCode === 0) {
+      ctx.log('network: published port, nook --network pasta');
+      started.push([ctx.nook, `${name}-pasta`]);
+      const url = await serve(ctx.nook, `${name}-pasta`, 'pasta');
+      const pasta: number[] = [];
+      for (let i = 0; i < ctx.runs.transfer; i++) pasta.push(await download(url, ctx.env));
+      rows.push(compareRow({ group: 'network', name: '  the same, nook with --network pasta (podman: its default)', unit: 'bytesPerSecond', nook: summarize(pasta), podman: row.podman!, reference }));
+    }
+    return rows;
   } finally {
-    for (const engine of Object.values(engines)) await runCommand(engine.command(driver, ['rm', '-f', name]));
+    for (const [engine, container] of started) await runCommand(engine.command(driver, ['rm', '-f', container]));
   }
 }
 
@@ -165,5 +187,5 @@ async function containerToHost(ctx: BenchContext): Promise<Row> {
 }
 
 export async function benchNetwork(ctx: BenchContext): Promise<Row[]> {
-  return [await publishedPort(ctx), await containerToHost(ctx)];
+  return [...(await publishedPort(ctx)), await containerToHost(ctx)];
 }
