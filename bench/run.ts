@@ -67,9 +67,11 @@ function describeFs(dir: string): string {
   return `${dir}, ${type}${note}`;
 }
 
-function tryRun(file: string, args: string[]): string {
+/** The first line of a command's output (or the first that matches `pick`), "unknown" if it fails. */
+function tryRun(file: string, args: string[], pick?: RegExp): string {
   try {
-    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0]!;
+    const lines = execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');
+    return (pick ? lines.find((line) => pick.test(line)) : undefined) ?? lines[0]!;
   } catch {
     return 'unknown';
   }
@@ -85,11 +87,11 @@ function versions(): Record<string, string> {
     runc: tryRun('runc', ['--version']),
     conmon: tryRun('conmon', ['--version']),
     slirp4netns: tryRun('slirp4netns', ['--version']),
-    'fuse-overlayfs': tryRun('fuse-overlayfs', ['--version']),
+    'fuse-overlayfs': tryRun('fuse-overlayfs', ['--version'], /^fuse-overlayfs/),
   };
 }
 
-function machine(): Record<string, unknown> {
+function machine(loadAverageAtStart: number[]): Record<string, unknown> {
   let os = 'unknown';
   try {
     os = /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
@@ -104,13 +106,15 @@ function machine(): Record<string, unknown> {
     kernel: release(),
     os,
     cgroups: existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'v2' : existsSync('/sys/fs/cgroup/unified') ? 'hybrid (v1 + v2 without controllers)' : 'v1',
-    loadAverageAtStart: loadavg(),
+    loadAverageAtStart,
+    loadAverageAtEnd: loadavg(),
   };
 }
 
 /** The measuring process. */
 async function measure(options: BenchOptions): Promise<number> {
   const started = Date.now();
+  const loadAtStart = loadavg();
   const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
   await requirePrograms(WORKER_PROGRAMS);
   if (!existsSync(paths.nookMain)) throw new Error(`${paths.nookMain} is missing: run npm run build first (npm run bench does)`);
@@ -181,7 +185,7 @@ async function measure(options: BenchOptions): Promise<number> {
   const results: Results = {
     suite: 'nook bench',
     date: new Date().toISOString(),
-    machine: { ...machine(), loadAverageAtEnd: loadavg() },
+    machine: machine(loadAtStart),
     versions: versions(),
     filesystem: work.description,
     options: { quick: options.quick, groups: options.groups, runs: options.runs, drivers: options.drivers },
