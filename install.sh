@@ -9,7 +9,7 @@
 #    helpers/nook-exec.c, is compiled at build time). Installed when this runs
 #    as root or `sudo -n` works; otherwise the exact command is printed.
 # 2. npm ci (when node_modules is out of date), npm run build
-# 3. `nook` on PATH: /usr/local/bin/nook for root, ~/.local/bin/nook for a user
+# 3. `nook` (and `nook-runtime`) on PATH: /usr/local/bin for root, ~/.local/bin for a user
 # 4. the default image localhost/busybox:latest, from the host's busybox
 # 5. nook doctor: what works here, and the fix for what does not
 set -euo pipefail
@@ -149,6 +149,15 @@ EOF
 chmod 0755 "$nook.tmp.$$"
 mv -f "$nook.tmp.$$" "$nook"
 say "nook is $nook"
+# nook-runtime, the OCI runtime command line (podman --runtime, Slurm's oci.conf): docs/oci-runtime.md
+runtime="$bindir/nook-runtime"
+if [ -e "$runtime" ] && ! grep -qF "$marker" "$runtime" 2>/dev/null; then
+  die "$runtime exists and is not nook's wrapper; remove it and run ./install.sh again"
+fi
+printf '#!/bin/sh\n%s from %s\nexec "%s" "%s" "$@"\n' "$marker" "$NOOK_HOME" "$(command -v node)" "$NOOK_HOME/dist/src/cli/runtime-main.js" > "$runtime.tmp.$$"
+chmod 0755 "$runtime.tmp.$$"
+mv -f "$runtime.tmp.$$" "$runtime"
+say "nook-runtime is $runtime"
 case ":$PATH:" in
   *":$bindir:"*) ;;
   *) warn "$bindir is not on your PATH: add it (e.g. echo 'export PATH=\"$bindir:\$PATH\"' >> ~/.profile) or call $nook" ;;
