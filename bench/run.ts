@@ -10,11 +10,10 @@
  * every container, store and helper it started.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statfsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { cpus, hostname, loadavg, release, totalmem, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { runCommand } from './command.js';
 import { paths } from './checkout.js';
 import type { BenchContext } from './context.js';
