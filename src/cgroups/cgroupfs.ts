@@ -108,6 +108,10 @@ export class CgroupfsManager implements CgroupManager {
     if (cgroup.path) await this.removeDir(cgroup.path);
   }
 
+  join(cgroup: ContainerCgroup): { joinCgroup?: string } {
+    return cgroup.path ? { joinCgroup: join(cgroup.path, 'cgroup.procs') } : {};
+  }
+
   private readOr(path: string, fallback: string): string {
     try {
       return readText(path);

@@ -58,6 +58,15 @@ export async function prepareCgroup(id: string, cgroup: ContainerCgroup | undefi
   };
 }
 
+/** For nook exec: plan.joinCgroup, or plan.holdBeforeNamespaces with startExecutor's onSetup. */
+export async function joinRunningCgroup(cgroup: ContainerCgroup | undefined, plan: ExecutorPlan): Promise<((pid: number) => Promise<void>) | undefined> {
+  if (!cgroup?.path || cgroup.manager === 'none') return undefined;
+  const join = (await cgroupManager(cgroup.manager)).join(cgroup);
+  if (join.joinCgroup) plan.joinCgroup = join.joinCgroup;
+  if (join.placeSetup) plan.holdBeforeNamespaces = true;
+  return join.placeSetup;
+}
+
 /** Removes a container's cgroup if it is still there (after its exit, at rm). */
 export async function releaseCgroup(cgroup: ContainerCgroup | undefined): Promise<void> {
   if (!cgroup?.path || cgroup.manager === 'none') return;

@@ -57,6 +57,8 @@ export interface CgroupManager {
   stats(cgroup: ContainerCgroup): CgroupStats;
   /** Removes the cgroup (killing what is left in it); nothing when already gone. */
   destroy(cgroup: ContainerCgroup): Promise<void>;
+  /** How another process (nook exec) gets into a running container's cgroup. */
+  join(cgroup: ContainerCgroup): Pick<CgroupPlacement, 'joinCgroup' | 'placeSetup'>;
 }
 
 /** The fix for controllers systemd does not delegate, on one line. */
@@ -110,4 +112,7 @@ export const noneManager: CgroupManager = {
     return {};
   },
   async destroy() {},
+  join() {
+    return {};
+  },
 };

@@ -149,6 +149,26 @@ export class SystemdCgroupManager implements CgroupManager {
     return cgroup.path ? readCgroupStats(cgroup.path) : {};
   }
 
+  /**
+   * nook exec: systemd adds the held setup process to the running scope
+   * (AttachProcessesToUnit), asking its system instance when the process sits
+   * in a cgroup the user does not own.
+   */
+  join(cgroup: ContainerCgroup): { placeSetup?: (pid: number) => Promise<void> } {
+    const unit = cgroup.unit;
+    if (!unit) return {};
+    return {
+      placeSetup: async (pid: number) => {
+        try {
+          await call(cgroup.bus, 'AttachProcessesToUnit', 'ssau', [unit, '', '1', String(pid)]);
+        } catch (error) {
+          throw new NookError(`systemd could not add the process to ${unit}: ${error instanceof SystemdCallError ? error.systemdMessage : (error as Error).message}`, { cause: error });
+        }
+        await this.waitUntilPlaced(pid, unit);
+      },
+    };
+  }
+
   /** The scope goes away by itself when its last process exits; this is for one that is still there. */
   async destroy(cgroup: ContainerCgroup): Promise<void> {
     if (!cgroup.unit || !cgroup.path || !existsSync(cgroup.path)) return;

@@ -82,7 +82,10 @@ export async function execInContainer(store: ContainerStore, record: ContainerRe
     monitor: { mode: 'foreground', dieWithParent: true, terminalStdin: options.tty && options.interactive },
   };
 
+  // The process joins the container's cgroup too, so that its limits hold for it.
+  const placeSetup = await (await import('../cgroups/container.js')).joinRunningCgroup(live.cgroup, plan);
   const executor = startExecutor(plan, {
+    ...(placeSetup ? { onSetup: placeSetup } : {}),
     detached: false,
     stdio: [options.interactive || options.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
     ...(options.trace ? { onTrace: options.trace } : {}),

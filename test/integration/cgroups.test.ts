@@ -73,12 +73,12 @@ test('flags are checked before anything is made', async (t) => {
     [['--cgroups=disabled', '--pids-limit', '5'], /cannot be combined with --cgroups=disabled/],
     [['--cgroup-manager', 'nonsense'], /Allowed choices are systemd, cgroupfs, none/],
   ] as const) {
-    const r = await nook(['create', '--network', 'none', ...args, image, 'true']);
+    const r = await nook(['create', '--name', 'flagcheck', '--network', 'none', ...args, image, 'true']);
     t.is(r.exitCode, 125, describe(r));
     t.regex(r.stderr, message);
   }
-  const list = await nook(['ps', '-a', '-q']);
-  t.is(list.stdout.trim(), '', 'no container was created');
+  const list = await nook(['ps', '-a', '--format', 'json']);
+  t.false((JSON.parse(list.stdout) as { Names: string[] }[]).some((c) => c.Names.includes('flagcheck')), 'no container was created');
 });
 
 test('--cgroups=disabled runs without a cgroup of its own', async (t) => {

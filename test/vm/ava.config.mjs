@@ -4,7 +4,7 @@
 export default {
   files: ['dist/test/vm/**/*.vmtest.js', 'dist/test/integration/cgroups.test.js'],
   timeout: '5m',
-  concurrency: 1,
+  concurrency: 2,
   workerThreads: false,
   cache: false,
 };

@@ -86,11 +86,16 @@ test('a container that exits normally is not OOMKilled', async (t) => {
   const r = await nook(['run', '--name', 'no-oom', '--network', 'none', '--memory', '64m', image, 'sh', '-c', 'head -c 1000000 /dev/zero | wc -c']);
   t.is(r.exitCode, 0, describe(r));
   t.false((await inspect('no-oom')).State.OOMKilled);
+  // A second start makes a new scope under the same name.
+  const again = await nook(['start', '--attach', 'no-oom']);
+  t.is(again.exitCode, 0, describe(again));
+  t.is(again.stdout.trim(), '1000000');
 });
 
 test('--pids-limit: fork fails once the limit is reached', async (t) => {
   // The limit counts the executor's setup process too (the container's parent, inside its cgroup).
-  const r = await nook(['run', '--rm', '--network', 'none', '--pids-limit', '5', image, 'sh', '-c', 'cat /sys/fs/cgroup/pids.max; for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait']);
+  // The default network (slirp4netns): the executor holds the container twice, before namespaces and before execve.
+  const r = await nook(['run', '--rm', '--pids-limit', '5', image, 'sh', '-c', 'cat /sys/fs/cgroup/pids.max; for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait']);
   t.regex(r.stdout, /^5$/m);
   t.regex(r.stderr + r.stdout, /can't fork|Resource temporarily unavailable|fork/i, describe(r));
 });
@@ -116,8 +121,8 @@ test('--cpus throttles (nr_throttled grows), stats shows real numbers, the conta
 
   const dir = await scopeDir(id);
   t.is(readFileSync(`${dir}/cpu.max`, 'utf8').trim(), '20000 100000');
-  const seen = await nook(['exec', 'busy', 'cat', '/tmp/seen']);
-  t.deepEqual(seen.stdout.split('\n'), ['0::/', '20000 100000'], 'its own cgroup namespace, rooted at the scope');
+  const seen = await nook(['exec', 'busy', 'cat', '/tmp/seen', '/proc/self/cgroup']);
+  t.deepEqual(seen.stdout.split('\n'), ['0::/', '20000 100000', '0::/'], 'its own cgroup namespace, rooted at the scope; exec joins the scope too');
 
   await nook(['rm', '-f', 'busy']);
   t.false(existsSync(dir), 'the cgroup disappears with the container');
