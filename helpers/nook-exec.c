@@ -2493,7 +2493,7 @@ static _Noreturn void run_monitor(struct plan *plan) {
     }
     remember_child(setup);
     close(self_pidfd);
-    if (plan->hold) close(PLAN_FD);
+    if (plan->hold || plan->hold_setup) close(PLAN_FD); /* the setup process has its own copy */
     close_fd(&p.report[1]);
     close_fd(&p.go[0]);
     close_fd(&p.exec[1]);
