@@ -100,13 +100,13 @@ export function timelineRows(timelines: readonly StartTimeline[], label: string)
   const row = (name: string, values: number[]): Row => ({ group: 'profile', name, unit: 'seconds', nook: summarize(values) });
   const rows = [
     row(`timeline (perf sched events), ${label}: total`, timelines.map((t) => t.total)),
-    row('  node exec -> nook-exec exec (Node start, JS)', timelines.map((t) => t.beforeExecutor)),
-    row('  nook-exec exec -> container exec (namespaces, mounts, network)', timelines.map((t) => t.executorToCommand)),
-    row('  container command (true)', timelines.map((t) => t.command)),
-    row('  container exit -> nook exit (monitor, cleanup, --rm)', timelines.map((t) => t.afterCommand)),
+    row(`  ${label}: node exec -> nook-exec exec (Node start, JS)`, timelines.map((t) => t.beforeExecutor)),
+    row(`  ${label}: nook-exec exec -> container exec (namespaces, mounts, network)`, timelines.map((t) => t.executorToCommand)),
+    row(`  ${label}: container command (true)`, timelines.map((t) => t.command)),
+    row(`  ${label}: container exit -> nook exit (monitor, cleanup, --rm)`, timelines.map((t) => t.afterCommand)),
   ];
   const names = [...new Set(timelines.flatMap((t) => Object.keys(t.helpers)))].sort();
-  for (const name of names) rows.push(row(`    helper ${name} (exec to exit)`, timelines.map((t) => t.helpers[name] ?? 0)));
+  for (const name of names) rows.push(row(`    ${label}: helper ${name} (exec to exit)`, timelines.map((t) => t.helpers[name] ?? 0)));
   return rows;
 }
 
