@@ -8,6 +8,7 @@ import { removeContainer } from './lifecycle.js';
 import type { ContainerOptions } from './options.js';
 import { startContainer } from './start.js';
 import { ContainerStore, type ContainerRecord } from './store.js';
+import { mark } from '../lib/timing.js';
 
 export interface RunReport {
   record: ContainerRecord;
@@ -23,7 +24,9 @@ export interface RunHooks {
 
 export async function runContainer(options: ContainerOptions, paths: NookPaths, hooks: RunHooks = {}): Promise<RunReport> {
   const store = new ContainerStore(paths);
+  mark('modules loaded');
   const { record } = await createContainer(options, { paths, store });
+  mark('container created');
   if (record.idMappingWarning) hooks.warn?.(record.idMappingWarning);
   return attachAndStart(record, paths, store, { tty: options.tty, interactive: options.interactive, detach: options.detach }, hooks);
 }
@@ -48,6 +51,7 @@ export async function attachAndStart(
     if (record.autoRemove) await removeContainer(store, record, { force: true }).catch(() => {});
     throw error;
   }
+  mark('container started');
   if (how.detach) return { record: started.record, warnings: [] };
 
   const forward = (signal: NodeJS.Signals) => started.executor.kill(signal);
@@ -66,6 +70,7 @@ export async function attachAndStart(
     process.off('SIGINT', ignored);
     process.off('SIGQUIT', ignored);
   }
+  mark('container exited');
   const exitCode = exit.code;
   const finished: ContainerRecord = { ...started.record, status: 'exited', exitCode, finishedAt: new Date().toISOString(), ...(exit.oomKilled ? { oomKilled: true } : {}) };
   if (finished.cgroup?.path) await (await import('../cgroups/container.js')).releaseCgroup(finished.cgroup).catch(() => {});
@@ -74,5 +79,6 @@ export async function attachAndStart(
   } else {
     store.save(finished);
   }
+  mark('cleaned up');
   return { record: finished, exitCode, warnings: [] };
 }

@@ -13,7 +13,9 @@ import type { OciSpec } from '../runtime/spec.js';
 import { specToPlan } from '../runtime/spec-to-plan.js';
 import { startExecutor, type ExecutorHandle } from '../runtime/executor.js';
 import { toCapabilitySets } from '../security/capabilities.js';
-import { processStartTime, type ContainerRecord, type ContainerStore } from './store.js';
+import type { ContainerRecord, ContainerStore } from './store.js';
+import { processStartTime } from '../lib/processes.js';
+import { mark } from '../lib/timing.js';
 
 export interface StartOptions {
   /** Stay attached: stdio inherited (or a pty), wait for the exit. */
@@ -44,10 +46,11 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
 
   const [{ prepareNetwork }, seccompFilter, idHelpers] = await Promise.all([
     import('./network-setup.js'),
-    compileSpecSeccomp(spec),
+    compileSpecSeccomp(spec, paths.runRoot),
     import('./idmap-setup.js').then((m) => m.idMapHelpers(spec)),
   ]);
   const network = await prepareNetwork(record, store);
+  mark('start: network prepared, seccomp compiled');
 
   const driver = storageDriver(record.storageDriver);
   options.onTrace?.(`storage: ${driver.name}, ${record.lowerDirs.length} image layer(s) below a per-container upper layer`);
@@ -89,6 +92,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
   const cgroup = record.cgroup && record.cgroup.manager !== 'none' ? await (await import('../cgroups/container.js')).prepareCgroup(record.id, record.cgroup, spec, options.onTrace) : null;
   cgroup?.applyTo(plan);
 
+  mark('start: plan built');
   const executor = startExecutor(plan, {
     detached: !options.attach,
     stdio: [options.stdinClosed && !options.terminal ? 'ignore' : 'inherit', 'inherit', 'inherit'],
@@ -103,8 +107,10 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
     let networkState: unknown;
     if (plan.hold) {
       const created = await executor.created;
+      mark('start: executor created the container');
       networkState = await network.attach(created.pid);
       options.onTrace?.(`network: ${describeNetwork(networkState)} attached to /proc/${created.pid}/ns/net`);
+      mark('start: network attached');
       executor.release();
     }
     const started = await executor.started;
@@ -131,11 +137,11 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
   }
 }
 
-async function compileSpecSeccomp(spec: OciSpec): Promise<string | null> {
+async function compileSpecSeccomp(spec: OciSpec, runRoot: string): Promise<string | null> {
   const seccomp = spec.linux?.seccomp;
   if (!seccomp) return null;
-  const [{ compileSeccomp }, { parseLinuxSeccomp }] = await Promise.all([import('../security/seccomp/compiler.js'), import('../security/seccomp/oci.js')]);
-  return compileSeccomp(parseLinuxSeccomp(seccomp)).hex;
+  const { compiledSeccompHex } = await import('../security/seccomp/cache.js');
+  return compiledSeccompHex(seccomp, runRoot);
 }
 
 export function cliPath(): string {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { NookError, errnoCode } from '../lib/errors.js';
 import type { NookPaths } from '../lib/paths.js';
 import type { StorageDriverName } from '../rootfs/driver.js';
+import { isSameProcess } from '../lib/processes.js';
 
 export type ContainerStatus = 'created' | 'running' | 'exited';
 
@@ -163,23 +164,6 @@ export class ContainerStore {
   exists(id: string): boolean {
     return existsSync(this.dataDir(id));
   }
-}
-
-/** /proc/PID/stat field 22 (start time in clock ticks), to detect pid reuse. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const afterComm = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return afterComm[19];
-  } catch {
-    return undefined;
-  }
-}
-
-export function isSameProcess(pid: number, startTime: string | undefined): boolean {
-  const now = processStartTime(pid);
-  if (now === undefined) return false;
-  return startTime === undefined || now === startTime;
 }
 
 const ADJECTIVES = ['brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quiet', 'swift', 'tender', 'witty'];
