@@ -259,7 +259,8 @@ export class ImageStore {
       if (!record) continue;
       views.push({ record, names: (namesById.get(id) ?? []).sort() });
     }
-    return views.sort((a, b) => (b.record.created ?? b.record.stored).localeCompare(a.record.created ?? a.record.stored));
+    // Plain comparison of ISO dates: localeCompare would initialise ICU (~9 ms) on `nook run`'s path.
+    return views.sort((a, b) => compareText(b.record.created ?? b.record.stored, a.record.created ?? a.record.stored));
   }
 
   async listImages(): Promise<ImageView[]> {
@@ -795,7 +796,7 @@ export class StoreLease {
     const locks: FileLock[] = [];
     const work: { layer: LayerToUnpack; dir: string }[] = [];
     try {
-      for (const layer of [...missing].sort((a, b) => a.diffId.localeCompare(b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId), progress));
+      for (const layer of [...missing].sort((a, b) => compareText(a.diffId, b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId), progress));
       for (const layer of missing) {
         if (this.store.readLayerRecord(layer.diffId)) continue; // another process did it meanwhile
         if (!existsSync(this.store.blobPath(layer.blob))) throw new NookError(`${layer.what ?? `layer ${shortDigest(layer.diffId)}`}: blob ${shortDigest(layer.blob)} is not in the store`);
@@ -998,4 +999,8 @@ function isQualified(input: string): boolean {
   } catch {
     return false;
   }
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -21,7 +21,6 @@ import type { PortMapping } from './publish.js';
 import { addHostForward, MAX_UNIX_SOCKET_PATH } from './slirp-api.js';
 import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
-import { startPasta } from './pasta.js';
 import { closeLifeline, lifelineFd, type Lifeline } from './lifeline.js';
 import { processGone, processStartTime } from '../lib/processes.js';
 import { stopHelper } from './helper-process.js';
@@ -86,7 +85,7 @@ export async function attachNetwork(mode: NetworkMode, options: AttachOptions): 
       case 'slirp4netns':
         return await attachSlirp4netns(mode, options);
       case 'pasta':
-        return await startPasta(mode, options);
+        return await (await import('./pasta.js')).startPasta(mode, options);
       case 'container':
         return staticHandle({ mode: formatNetworkMode(mode), ports: [], joinedContainer: mode.container });
       case 'none':

@@ -8,7 +8,6 @@
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { NookError } from '../lib/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../lib/atomic.js';
 import { ensureDir } from '../lib/paths.js';
@@ -68,8 +67,8 @@ export async function probeSlirp4netns(binary: string, runRoot: string): Promise
   if (cached?.key === key) return cached.features;
 
   const [help, version] = await Promise.all([
-    execa(binary, ['--help'], { reject: false, timeout: 5000, all: true }),
-    execa(binary, ['--version'], { reject: false, timeout: 5000 }),
+    (await import('execa')).execa(binary, ['--help'], { reject: false, timeout: 5000, all: true }),
+    (await import('execa')).execa(binary, ['--version'], { reject: false, timeout: 5000 }),
   ]);
   const features = parseSlirpHelp(binary, String(help.all ?? ''), String(version.stdout ?? ''));
   if (!features.apiSocket || !features.readyFd || !features.exitFd) {
