@@ -43,7 +43,8 @@ export interface OciPlanOptions {
   trace: boolean;
 }
 
-async function compileSeccomp(spec: OciSpec): Promise<string | null> {
+/** The spec's seccomp program compiled to BPF (hex), or null when it has none; `exec` uses it too. */
+export async function compileSeccomp(spec: OciSpec): Promise<string | null> {
   const seccomp = spec.linux?.seccomp;
   if (!seccomp) return null;
   const [{ compileSeccomp: compile }, { parseLinuxSeccomp }] = await Promise.all([import('../../security/seccomp/compiler.js'), import('../../security/seccomp/oci.js')]);

@@ -34,7 +34,7 @@ import { rlimitNumber } from '../spec-to-plan.js';
 import type { OciProcess, OciSpec } from '../spec.js';
 import { cgroupProcesses, ociCgroup, releaseOciCgroup } from './cgroup.js';
 import { joinPlanNamespaces, runHooks } from './hooks.js';
-import { bundleSpec, ociPlan } from './plan.js';
+import { bundleSpec, compileSeccomp, ociPlan } from './plan.js';
 import { processStartTime, RuntimeStore, type OciState, type RuntimeRecord, type RuntimeStatus } from './state.js';
 
 export interface RuntimeOptions {
@@ -446,11 +446,7 @@ export class OciRuntime {
     if (!proc.terminal && options.consoleSocket) throw err('cannot use console socket if runc will not detach or allocate tty');
 
     const { user, namespaces } = joinPlanNamespaces(spec, record.pid);
-    let seccompFilter: string | null = null;
-    if (spec.linux?.seccomp) {
-      const [{ compileSeccomp }, { parseLinuxSeccomp }] = await Promise.all([import('../../security/seccomp/compiler.js'), import('../../security/seccomp/oci.js')]);
-      seccompFilter = compileSeccomp(parseLinuxSeccomp(spec.linux.seccomp)).hex;
-    }
+    const seccompFilter = await compileSeccomp(spec);
     const consoleSocket = options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {};
     const cgroupPath = (record.cgroup as { path?: string } | undefined)?.path;
     const plan: ExecutorPlan = {
