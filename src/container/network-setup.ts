@@ -60,7 +60,8 @@ export interface StartNetwork {
   joinUserNamespace: string | null;
   /** The monitor's end of the lifeline: slirp4netns exits when the monitor does. */
   lifelineFd?: number;
-  attach(pid: number): Promise<unknown>;
+  /** Attaches the network; `warn` gets what the user should know (e.g. UDP replies that cannot reach host-loopback clients). */
+  attach(pid: number, warn?: (line: string) => void): Promise<unknown>;
   release(): Promise<void>;
 }
 
@@ -81,8 +82,9 @@ export async function prepareNetwork(record: ContainerRecord, store: ContainerSt
     needsAttach: true,
     joinUserNamespace: null,
     lifelineFd: theirs,
-    async attach(pid) {
+    async attach(pid, warn) {
       handle = await attachModule.attachNetwork(mode, { pid, ports, runDir: store.stateDir(record.id), runRoot: store.paths.runRoot, lifeline: ours });
+      for (const line of handle.warnings) warn?.(line);
       return handle.state;
     },
     async release() {

@@ -44,6 +44,7 @@ export async function attachAndStart(
       attach: !how.detach,
       trace: hooks.trace !== undefined,
       ...(hooks.trace ? { onTrace: hooks.trace } : {}),
+      ...(hooks.warn ? { onWarn: hooks.warn } : {}),
       ...(!how.detach && how.tty ? { terminal: { stdin: how.interactive } } : {}),
       stdinClosed: !how.interactive && !how.tty,
     });

@@ -22,6 +22,7 @@ export interface StartOptions {
   attach: boolean;
   trace: boolean;
   onTrace?: (line: string) => void;
+  onWarn?: (line: string) => void;
   /** -t attached: the monitor relays the container's terminal to ours; `stdin` copies our input too (-i). */
   terminal?: { stdin: boolean };
   /** Foreground without -i: the container's stdin is /dev/null. */
@@ -108,7 +109,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
     if (plan.hold) {
       const created = await executor.created;
       mark('start: executor created the container');
-      networkState = await network.attach(created.pid);
+      networkState = await network.attach(created.pid, options.onWarn);
       options.onTrace?.(`network: ${describeNetwork(networkState)} attached to /proc/${created.pid}/ns/net`);
       mark('start: network attached');
       executor.release();
