@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import { NookError } from '../../lib/errors.js';
 import type { ContainerOptions, VolumeOption } from '../../container/options.js';
-import { parseResourceFlags } from '../../cgroups/resources.js';
+import { parseResourceFlags, type ResourceFlags } from '../../cgroups/resources.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -84,7 +84,8 @@ function parseEntrypoint(value: string | undefined): string[] | undefined {
   return [value];
 }
 
-interface RawFlags {
+/** What commander hands over; the resource flags are the cgroups module's own type. */
+interface RawFlags extends ResourceFlags {
   name?: string;
   env: string[];
   envFile: string[];
@@ -109,15 +110,6 @@ interface RawFlags {
   userns?: string;
   storageDriver?: string;
   pull?: 'missing' | 'always' | 'never';
-  memory?: string;
-  memorySwap?: string;
-  memoryReservation?: string;
-  cpus?: string;
-  cpuShares?: string;
-  cpuWeight?: string;
-  cpusetCpus?: string;
-  pidsLimit?: string;
-  blkioWeight?: string;
   cgroups?: string;
   cgroupManager?: string;
   cgroupParent?: string;
