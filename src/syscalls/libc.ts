@@ -1,11 +1,30 @@
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
+import { dirname, join } from 'node:path';
 import { SyscallError, type Pty, type StatFs, type Syscalls, type WindowSize } from './syscalls.js';
 
 // koffi is CommonJS with a native addon; load it synchronously once.
 const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const koffi = require('koffi') as typeof import('koffi');
+const koffi = loadKoffi();
+
+/**
+ * koffi's entry point also loads https, zlib and crypto (for its tool that
+ * downloads prebuilt addons): ~8 ms on every container start. The addon it
+ * wraps exports the same functions, so it is loaded directly from where koffi
+ * 2 ships it, and through the entry point when it is not there (another
+ * layout, musl, a koffi that builds from source).
+ */
+function loadKoffi(): typeof import('koffi') {
+  const arch = process.arch === 'arm' ? 'armhf' : process.arch;
+  try {
+    const addon = join(dirname(require.resolve('koffi')), 'build', 'koffi', `${process.platform}_${arch}`, 'koffi.node');
+    const native = require(addon) as typeof import('koffi');
+    if (typeof native.load === 'function' && typeof native.decode === 'function') return native;
+  } catch {
+    // fall through to the package's own loader
+  }
+  return require('koffi') as typeof import('koffi');
+}
 
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
