@@ -357,7 +357,7 @@ test('--rm leaves no container directory, mount or process', async (t) => {
 });
 
 test('kill -9 of nook during a foreground run leaves nothing after rm -f', async (t) => {
-  const child = spawnNook(['run', '--name', 'orphaned', image, 'sleep', '300'], { root: store.root, runroot: store.runroot, env: store.env });
+  const child = spawnNook(['run', '--name', 'orphaned', image, 'sleep', '317'], { root: store.root, runroot: store.runroot, env: store.env });
   let pid: number | undefined;
   for (let i = 0; i < 100 && !pid; i++) {
     await new Promise((r) => setTimeout(r, 100));
@@ -372,7 +372,8 @@ test('kill -9 of nook during a foreground run leaves nothing after rm -f', async
   t.false(existsSync(`/proc/${pid}`), 'the container outlived nook -9');
   const rm = await nook(['rm', '-f', 'orphaned']);
   t.is(rm.exitCode, 0, describe(rm));
-  t.deepEqual(await processesMentioning('sleep 300'), []);
+  // 317: a duration no other test uses, since test files run in parallel
+  t.deepEqual(await processesMentioning('sleep 317'), []);
 });
 
 test('published ports reach a server in the container', async (t) => {
