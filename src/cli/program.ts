@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * nook's command line: a thin layer over the library. Start-up cost matters
  * (`run` and `exec` are latency-critical), so only the module of the command

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * nook-runtime: nook as an OCI runtime, with runc's command line, for
  * podman --runtime, conmon, containerd and CRI-O runtime classes, and Slurm's

@@ -7,7 +7,8 @@ import { NookError } from '../lib/errors.js';
 import type { ExtractJob, ExtractReport } from './extract-main.js';
 import type { NamespaceRunner } from './userns.js';
 
-const extractMain = fileURLToPath(new URL('./extract-main.js', import.meta.url));
+// Through the parent directory: the same path from the CLI's bundle in dist/src/cli/.
+const extractMain = fileURLToPath(new URL('../image/extract-main.js', import.meta.url));
 
 /**
  * Runs the job; `onReport` sees each layer's report as soon as it is done

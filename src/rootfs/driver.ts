@@ -106,7 +106,8 @@ function commonParent(dirs: string[]): string {
 /** Fills `target` with the image's layers for the vfs driver, in the user's namespace (files keep their owners). */
 export async function copyLayersForVfs(lowerDirs: string[], target: string): Promise<void> {
   const { runInUserNamespace } = await import('../idmap/userns.js');
-  const script = new URL('./vfs-copy.js', import.meta.url).pathname;
+  // Through the parent directory: the same path from the CLI's bundle in dist/src/cli/.
+  const script = new URL('../rootfs/vfs-copy.js', import.meta.url).pathname;
   const result = await runInUserNamespace([process.execPath, script, target, ...[...lowerDirs].reverse()], { stdio: ['ignore', 'ignore', 'pipe'], reject: false });
   if (result.code !== 0) throw new NookError(`vfs: copying the image's layers failed: ${result.stderr.trim().split('\n').pop() ?? `exit ${result.code}`}`);
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * Bundles each command-line program (tsc's output) into one CommonJS file
+ * next to it, which src/cli/launcher.ts starts with V8's code cache:
+ *
+ *   dist/src/cli/program.js          -> dist/src/cli/program.bundle.cjs          (nook)
+ *   dist/src/cli/runtime-program.js  -> dist/src/cli/runtime-program.bundle.cjs  (nook-runtime)
+ *
+ * Everything is inside, dependencies too, except koffi (a native addon). The
+ * library's lazy `import()`s become functions that initialise a module on
+ * first use, so a command still runs only the code it needs.
+ *
+ * The bundle sits in dist/src/cli/, at the same depth as every module, so
+ * that the library's `new URL('../../helpers/...', import.meta.url)` paths
+ * resolve the same bundled or not.
+ */
+import { build } from 'esbuild';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const cliDir = join(root, 'dist', 'src', 'cli');
+
+for (const program of ['program', 'runtime-program']) {
+  await build({
+    entryPoints: [join(cliDir, `${program}.js`)],
+    outfile: join(cliDir, `${program}.bundle.cjs`),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['koffi'],
+    // import() of Node's built-in modules becomes require(): a vm.Script
+    // (the launcher) has no loader for import().
+    supported: { 'dynamic-import': false },
+    // CommonJS has no import.meta: give the modules the bundle's own URL.
+    define: { 'import.meta.url': '__nook_import_meta_url' },
+    banner: { js: "const __nook_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+    logLevel: 'warning',
+  });
+}

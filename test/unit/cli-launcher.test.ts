@@ -1,0 +1,97 @@
+/**
+ * The launcher (src/cli/launcher.ts) starts a program from its bundle with a
+ * V8 code cache, and from its modules when the bundle is missing or older
+ * than tsc's output. Checked on a throwaway program in a temporary directory,
+ * and on the real nook.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const cliDir = fileURLToPath(new URL('../../src/cli/', import.meta.url));
+
+function scratch(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nook-launcher-'));
+  copyFileSync(join(cliDir, 'launcher.js'), join(dir, 'launcher.js'));
+  writeFileSync(join(dir, 'main.js'), "import { launch } from './launcher.js';\nawait launch('program');\n");
+  writeFileSync(join(dir, 'program.js'), "console.log('modules');\n");
+  writeFileSync(join(dir, 'program.bundle.cjs'), "console.log('bundle', typeof require, __filename.endsWith('program.bundle.cjs'));\n");
+  return dir;
+}
+
+function run(dir: string, cache: string, env: Record<string, string> = {}): string {
+  return execFileSync(process.execPath, [join(dir, 'main.js')], { env: { ...process.env, XDG_CACHE_HOME: cache, ...env }, encoding: 'utf8' }).trim();
+}
+
+test('a fresh bundle runs as CommonJS and leaves a code cache that the next start uses', (t) => {
+  const dir = scratch();
+  const cache = join(dir, 'cache');
+  try {
+    t.is(run(dir, cache), 'bundle function true');
+    const cacheDir = join(cache, 'nook', 'code-cache');
+    const [file] = readdirSync(cacheDir);
+    t.truthy(file?.startsWith('program-'));
+    const written = statSync(join(cacheDir, file!)).mtimeMs;
+    t.is(run(dir, cache), 'bundle function true');
+    // Accepted by V8, so not written again.
+    t.is(statSync(join(cacheDir, file!)).mtimeMs, written);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a rebuilt bundle gets a new cache and the old one is removed', (t) => {
+  const dir = scratch();
+  const cache = join(dir, 'cache');
+  try {
+    run(dir, cache);
+    writeFileSync(join(dir, 'program.bundle.cjs'), "console.log('bundle 2');\n");
+    t.is(run(dir, cache), 'bundle 2');
+    t.is(readdirSync(join(cache, 'nook', 'code-cache')).length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a bundle older than the compiled modules, or none, or NOOK_NO_BUNDLE: the modules run', (t) => {
+  const dir = scratch();
+  const cache = join(dir, 'cache');
+  try {
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(join(dir, 'program.bundle.cjs'), old, old);
+    t.is(run(dir, cache), 'modules');
+    writeFileSync(join(dir, 'program.bundle.cjs'), "console.log('bundle');\n");
+    t.is(run(dir, cache, { NOOK_NO_BUNDLE: '1' }), 'modules');
+    rmSync(join(dir, 'program.bundle.cjs'));
+    t.is(run(dir, cache), 'modules');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an unwritable cache directory costs only the cache', (t) => {
+  const dir = scratch();
+  try {
+    writeFileSync(join(dir, 'not-a-dir'), '');
+    t.is(run(dir, join(dir, 'not-a-dir')), 'bundle function true');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the build bundled nook and nook-runtime, and both start from their bundles', (t) => {
+  for (const program of ['program', 'runtime-program']) {
+    t.true(statSync(join(cliDir, `${program}.bundle.cjs`)).mtimeMs >= statSync(join(cliDir, `${program}.js`)).mtimeMs, `${program} bundle is fresh`);
+  }
+  const cache = mkdtempSync(join(tmpdir(), 'nook-launcher-cache-'));
+  try {
+    t.is(execFileSync(process.execPath, [join(cliDir, 'main.js'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }).trim(), '0.1.0');
+    t.regex(execFileSync(process.execPath, [join(cliDir, 'runtime-main.js'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }), /nook-runtime version/);
+    t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).map((f) => f.split('-').slice(0, -4).join('-')).sort(), ['program', 'runtime-program']);
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
