@@ -144,7 +144,7 @@ fi
 cat > "$nook.tmp.$$" <<EOF
 #!/bin/sh
 $marker from $NOOK_HOME
-exec "$(command -v node)" "$NOOK_HOME/dist/src/cli/main.js" "\$@"
+exec "$(command -v node)" "$NOOK_HOME/dist/src/cli/main.cjs" "\$@"
 EOF
 chmod 0755 "$nook.tmp.$$"
 mv -f "$nook.tmp.$$" "$nook"
@@ -154,7 +154,7 @@ runtime="$bindir/nook-runtime"
 if [ -e "$runtime" ] && ! grep -qF "$marker" "$runtime" 2>/dev/null; then
   die "$runtime exists and is not nook's wrapper; remove it and run ./install.sh again"
 fi
-printf '#!/bin/sh\n%s from %s\nexec "%s" "%s" "$@"\n' "$marker" "$NOOK_HOME" "$(command -v node)" "$NOOK_HOME/dist/src/cli/runtime-main.js" > "$runtime.tmp.$$"
+printf '#!/bin/sh\n%s from %s\nexec "%s" "%s" "$@"\n' "$marker" "$NOOK_HOME" "$(command -v node)" "$NOOK_HOME/dist/src/cli/runtime-main.cjs" > "$runtime.tmp.$$"
 chmod 0755 "$runtime.tmp.$$"
 mv -f "$runtime.tmp.$$" "$runtime"
 say "nook-runtime is $runtime"

@@ -14,7 +14,7 @@ export const paths = {
   /** the compiled suite's entry point */
   benchMain: join(distBench, 'run.js'),
   /** nook's CLI as `npm run build` leaves it */
-  nookMain: join(checkout, 'dist/src/cli/main.js'),
+  nookMain: join(checkout, 'dist/src/cli/main.cjs'),
   /** built images kept between runs (git-ignored by bench/.gitignore) */
   cache: join(checkout, 'bench/cache'),
   /** bench/results/latest.json (git-ignored) */

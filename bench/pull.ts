@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   try {
     await execa('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-cert-dir', registry.certDir, `oci:${image.layout}:latest`, `docker://${registry.host}/bench/debian-like:latest`]);
     const ref = `${registry.host}/bench/debian-like:latest`;
-    const nookMain = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+    const nookMain = fileURLToPath(new URL('../src/cli/main.cjs', import.meta.url));
     const nook = await timeRuns('nook', runs, (dir) => [process.execPath, nookMain, '--root', join(dir, 'root'), '--runroot', join(dir, 'run'), 'pull', '-q', '--cert-dir', registry.certDir, ref], scratch);
     const wall = (samples: Sample[]) => Number(median(samples.map((s) => s.wall)).toFixed(3));
     const cpu = (samples: Sample[]) => Number(median(samples.map((s) => s.cpu)).toFixed(3));

@@ -146,7 +146,7 @@ async function compileSpecSeccomp(spec: OciSpec, runRoot: string): Promise<strin
 }
 
 export function cliPath(): string {
-  return new URL('../cli/main.js', import.meta.url).pathname;
+  return new URL('../cli/main.cjs', import.meta.url).pathname;
 }
 
 function closeFd(fd: number): void {

@@ -9,7 +9,8 @@
  * kernel release and filesystem type, because `info` and the storage-driver
  * choice need it on every run and the probe costs ~10 ms.
  */
-import { chmod, lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { chmod, lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { writeJsonAtomic } from '../lib/atomic.js';
@@ -78,7 +79,8 @@ async function removeProbeDir(dir: string): Promise<void> {
 
 async function readCache(file: string, kernelRelease: string, fsType: number | null): Promise<CacheFile | null> {
   try {
-    const data = JSON.parse(await readFile(file, 'utf8')) as CacheFile;
+    // synchronous: read on every start, before anything else uses Node's thread pool
+    const data = JSON.parse(readFileSync(file, 'utf8')) as CacheFile;
     if (data.version === cacheVersion && data.kernelRelease === kernelRelease && data.fsType === fsType && typeof data.supported === 'boolean') return data;
   } catch {
     // missing or damaged: probe again

@@ -6,7 +6,10 @@
  * home, cgroup v1...) so every branch of every check runs without one.
  */
 import { constants as fsConstants } from 'node:fs';
-import { access, open, readFile, stat } from 'node:fs/promises';
+// Synchronous calls behind the async interface: these are small reads on
+// `nook run`'s start path, where Node's thread pool (started by the first
+// asynchronous file operation) and a round trip per call cost more than the reads.
+import { accessSync, closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { release, userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { StatFs } from '../syscalls/syscalls.js';
@@ -89,14 +92,14 @@ export function realHostView(env: NodeJS.ProcessEnv = process.env): HostView {
     kernelRelease: release(),
     async readFile(path) {
       try {
-        return await readFile(path, 'utf8');
+        return readFileSync(path, 'utf8');
       } catch {
         return null;
       }
     },
     async stat(path) {
       try {
-        const s = await stat(path);
+        const s = statSync(path);
         return { type: fileType(s), mode: s.mode & 0o7777, uid: s.uid, gid: s.gid };
       } catch {
         return null;
@@ -104,7 +107,7 @@ export function realHostView(env: NodeJS.ProcessEnv = process.env): HostView {
     },
     async access(path, mode) {
       try {
-        await access(path, modeBits[mode]);
+        accessSync(path, modeBits[mode]);
         return true;
       } catch {
         return false;
@@ -112,8 +115,7 @@ export function realHostView(env: NodeJS.ProcessEnv = process.env): HostView {
     },
     async openDevice(path) {
       try {
-        const handle = await open(path, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
-        await handle.close();
+        closeSync(openSync(path, fsConstants.O_RDWR | fsConstants.O_NONBLOCK));
         return { usable: true };
       } catch (error) {
         return { usable: false, code: errnoCode(error) ?? String(error) };

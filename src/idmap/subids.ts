@@ -6,7 +6,7 @@
  * Lines are `owner:start:count`, the owner being a user name or a numeric
  * uid; a user may have several ranges, used in file order.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { NookError, errnoCode } from '../lib/errors.js';
 import { findProgram } from '../lib/programs.js';
@@ -82,7 +82,7 @@ export function parseGetsubidsOutput(text: string): SubidRange[] {
 
 async function readRangesFromFile(path: string, user: UserIdentity): Promise<SubidRange[]> {
   try {
-    return parseSubidFile(await readFile(path, 'utf8'), user);
+    return parseSubidFile(readFileSync(path, 'utf8'), user); // small, and on the start path: no thread pool
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return [];
     throw new NookError(`cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });

@@ -11,7 +11,6 @@
  *   -p 8080-8081:80-81    ranges of equal length
  */
 import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { NookError, errnoCode } from '../lib/errors.js';
 
@@ -174,7 +173,9 @@ function probeTcp(host: string, port: number): Promise<number> {
   });
 }
 
-function probeUdp(host: string, port: number): Promise<number> {
+// node:dgram is loaded here only: most containers publish no UDP port, and every start would pay for it.
+async function probeUdp(host: string, port: number): Promise<number> {
+  const { createSocket } = await import('node:dgram');
   return new Promise((resolve, reject) => {
     const socket = createSocket('udp4');
     socket.once('error', (error) => {

@@ -1,13 +1,13 @@
 /**
- * Runs the built nook CLI (dist/src/cli/main.js) the way a user would, against
+ * Runs the built nook CLI (dist/src/cli/main.cjs) the way a user would, against
  * a test's private store.
  */
 import { execa, type ResultPromise } from 'execa';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-/** dist/src/cli/main.js, next to this file's dist/test/helpers/. */
-export const nookMain = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** dist/src/cli/main.cjs, next to this file's dist/test/helpers/. */
+export const nookMain = fileURLToPath(new URL('../../src/cli/main.cjs', import.meta.url));
 
 export interface NookTarget {
   root: string;

@@ -188,7 +188,7 @@ test('exec joins the running container: same namespaces, env, exit code', async 
 });
 
 test('run -t gives the container a terminal with the caller\'s size', async (t) => {
-  const script = await execa('script', ['-qec', `stty cols 91 rows 27; ${process.execPath} ${join(process.cwd(), 'dist/src/cli/main.js')} --root ${store.root} --runroot ${store.runroot} run -t --rm ${image} sh -c 'test -t 0 && test -t 1 && tty && stty size && ls /dev/pts'`, '/dev/null'], { reject: false, env: store.env });
+  const script = await execa('script', ['-qec', `stty cols 91 rows 27; ${process.execPath} ${join(process.cwd(), 'dist/src/cli/main.cjs')} --root ${store.root} --runroot ${store.runroot} run -t --rm ${image} sh -c 'test -t 0 && test -t 1 && tty && stty size && ls /dev/pts'`, '/dev/null'], { reject: false, env: store.env });
   t.is(script.exitCode, 0, script.stderr);
   t.regex(script.stdout, /27 91/);
   // The container's own devpts: the terminal's name exists inside.

@@ -515,7 +515,7 @@ test('a spawn-mount daemon that exits early is an error with its stderr', async 
 
 test('nook unshare runs a command as root of the user namespace and passes its exit status on', async (t) => {
   const mapping = await fullMapping(t);
-  const cli = join(process.cwd(), 'dist/src/cli/main.js');
+  const cli = join(process.cwd(), 'dist/src/cli/main.cjs');
   const { spawnSync } = await import('node:child_process');
   const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
   const shown = run(['unshare', 'sh', '-c', 'cat /proc/self/uid_map; id -u; echo "$NOOK_UNSHARE"']);

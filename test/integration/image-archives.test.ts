@@ -47,7 +47,7 @@ test('several images in one archive, through standard output and standard input'
   t.is((await runNook(['tag', fixtureIndex().layered.configDigest.slice(7, 19), 'second:1'], target(s))).exitCode, 0);
   const file = join(s.dir, 'both.tar');
   // `nook save busybox second:1 > both.tar`
-  const saved = await execa('sh', ['-c', `"${process.execPath}" "$0" --root "$1" --runroot "$2" save busybox second:1 > "$3"`, join(import.meta.dirname, '../../src/cli/main.js'), s.root, s.runroot, file], { env: s.env, reject: false });
+  const saved = await execa('sh', ['-c', `"${process.execPath}" "$0" --root "$1" --runroot "$2" save busybox second:1 > "$3"`, join(import.meta.dirname, '../../src/cli/main.cjs'), s.root, s.runroot, file], { env: s.env, reject: false });
   t.is(saved.exitCode, 0, saved.stderr);
   const other = await tempStore(t);
   const child = spawnNook(['load'], target(other));

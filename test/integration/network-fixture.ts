@@ -136,7 +136,7 @@ export function slirpProcessesFor(pid: number): number[] {
 // ---- nook itself, through its CLI, with a private store
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-export const nookCli = resolve(here, '../../src/cli/main.js');
+export const nookCli = resolve(here, '../../src/cli/main.cjs');
 const ARCHIVE = process.env.NOOK_TEST_BUSYBOX_ARCHIVE ?? resolve(here, '../../../test/fixtures/cache/images/busybox-docker-archive.tar');
 
 export interface NookEnv {

@@ -17,7 +17,7 @@ import type { OciSpec } from '../../src/runtime/spec.js';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
 import { removeTree } from '../helpers/store.js';
 
-const runtimeMain = fileURLToPath(new URL('../../src/cli/runtime-main.js', import.meta.url));
+const runtimeMain = fileURLToPath(new URL('../../src/cli/runtime-main.cjs', import.meta.url));
 
 let dir: string;
 /** --root of nook-runtime */

@@ -1,5 +1,5 @@
 /**
- * The launcher (src/cli/launcher.ts) starts a program from its bundle with a
+ * The launcher (src/cli/launcher.cts) starts a program from its bundle with a
  * V8 code cache, and from its modules when the bundle is missing or older
  * than tsc's output. Checked on a throwaway program in a temporary directory,
  * and on the real nook.
@@ -15,15 +15,15 @@ const cliDir = fileURLToPath(new URL('../../src/cli/', import.meta.url));
 
 function scratch(): string {
   const dir = mkdtempSync(join(tmpdir(), 'nook-launcher-'));
-  copyFileSync(join(cliDir, 'launcher.js'), join(dir, 'launcher.js'));
-  writeFileSync(join(dir, 'main.js'), "import { launch } from './launcher.js';\nawait launch('program');\n");
+  copyFileSync(join(cliDir, 'launcher.cjs'), join(dir, 'launcher.cjs'));
+  writeFileSync(join(dir, 'main.cjs'), "require('./launcher.cjs').launch('program');\n");
   writeFileSync(join(dir, 'program.js'), "console.log('modules');\n");
   writeFileSync(join(dir, 'program.bundle.cjs'), "console.log('bundle', typeof require, __filename.endsWith('program.bundle.cjs'));\n");
   return dir;
 }
 
 function run(dir: string, cache: string, env: Record<string, string> = {}): string {
-  return execFileSync(process.execPath, [join(dir, 'main.js')], { env: { ...process.env, XDG_CACHE_HOME: cache, ...env }, encoding: 'utf8' }).trim();
+  return execFileSync(process.execPath, [join(dir, 'main.cjs')], { env: { ...process.env, XDG_CACHE_HOME: cache, ...env }, encoding: 'utf8' }).trim();
 }
 
 test('a fresh bundle runs as CommonJS and leaves a code cache that the next start uses', (t) => {
@@ -88,8 +88,8 @@ test('the build bundled nook and nook-runtime, and both start from their bundles
   }
   const cache = mkdtempSync(join(tmpdir(), 'nook-launcher-cache-'));
   try {
-    t.is(execFileSync(process.execPath, [join(cliDir, 'main.js'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }).trim(), '0.1.0');
-    t.regex(execFileSync(process.execPath, [join(cliDir, 'runtime-main.js'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }), /nook-runtime version/);
+    t.is(execFileSync(process.execPath, [join(cliDir, 'main.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }).trim(), '0.1.0');
+    t.regex(execFileSync(process.execPath, [join(cliDir, 'runtime-main.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }), /nook-runtime version/);
     t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).map((f) => f.split('-').slice(0, -4).join('-')).sort(), ['program', 'runtime-program']);
   } finally {
     rmSync(cache, { recursive: true, force: true });

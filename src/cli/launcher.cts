@@ -20,18 +20,21 @@
  * Without a bundle, or with a bundle older than tsc's output (someone ran
  * `tsc` alone after changing the sources), the program's modules are
  * imported as they are.
+ *
+ * The launcher itself is CommonJS (.cts): an ES module entry point would
+ * start Node's ES module loader, and its thread pool for reading files, for
+ * nothing.
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
 
 export type ProgramName = 'program' | 'runtime-program';
 
 export async function launch(name: ProgramName): Promise<void> {
-  const here = dirname(fileURLToPath(import.meta.url));
+  const here = __dirname;
   const bundlePath = join(here, `${name}.bundle.cjs`);
   const bundle = freshBundle(bundlePath, join(here, `${name}.js`));
   if (!bundle || process.env.NOOK_NO_BUNDLE) {
