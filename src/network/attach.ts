@@ -23,7 +23,7 @@ import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
 import { closeLifeline, lifelineFd, type Lifeline } from './lifeline.js';
 import { processGone, processStartTime } from '../lib/processes.js';
-import { stopHelper } from './helper-process.js';
+import { signalHelper, stopHelper } from './helper-process.js';
 
 /** What a container's record keeps about its network. Plain JSON. */
 export interface NetworkState {
@@ -195,6 +195,16 @@ export async function releaseNetwork(state: NetworkState | undefined): Promise<v
   const helper = state?.helper;
   if (!helper) return;
   const alive = !processGone(helper.pid) && (helper.startTime === undefined || processStartTime(helper.pid) === helper.startTime);
-  if (alive) await stopHelper(helper.pid, helper.apiSocket);
-  else if (helper.apiSocket) rmSync(helper.apiSocket, { force: true });
+  if (!alive) {
+    if (helper.apiSocket) rmSync(helper.apiSocket, { force: true });
+  } else if (state.ports.length > 0) {
+    // The next `run -p` of the same port must find it free: wait until the helper has let go.
+    await stopHelper(helper.pid, helper.apiSocket);
+  } else {
+    // Already on its way out (the container's end closed its exit fd), but a
+    // helper's exit takes ~20 ms in the kernel (its tap device is torn down
+    // after RCU grace periods): `run --rm` need not wait for that.
+    signalHelper(helper.pid, 'SIGTERM');
+    if (helper.apiSocket) rmSync(helper.apiSocket, { force: true });
+  }
 }

@@ -5,21 +5,23 @@
 import { rmSync } from 'node:fs';
 import { processGone } from '../lib/processes.js';
 
-export async function stopHelper(pid: number, socket?: string): Promise<void> {
+export function signalHelper(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     // already gone
   }
+}
+
+export async function stopHelper(pid: number, socket?: string): Promise<void> {
+  signalHelper(pid, 'SIGTERM');
+  // It usually is on its way out already (the container's end closed its exit
+  // fd) and goes within a few milliseconds: poll often at first, as `run --rm` waits for this.
   const deadline = Date.now() + 2000;
-  while (!processGone(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  if (!processGone(pid)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile
-    }
+  for (let delay = 1; !processGone(pid) && Date.now() < deadline; delay = Math.min(delay * 2, 20)) {
+    await new Promise((r) => setTimeout(r, delay));
   }
+  if (!processGone(pid)) signalHelper(pid, 'SIGKILL');
   // A sandboxed slirp4netns cannot unlink its socket (its root is a tmpfs by then).
   if (socket) rmSync(socket, { force: true });
 }
