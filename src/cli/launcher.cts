@@ -33,7 +33,19 @@ import { Script } from 'node:vm';
 
 export type ProgramName = 'program' | 'runtime-program';
 
-export async function launch(name: ProgramName): Promise<void> {
+export interface LaunchOptions {
+  /**
+   * The latency-critical commands. V8's cache holds the functions that the
+   * run which wrote it compiled, so a cache written by `nook images` would
+   * leave `nook run` compiling its own (~10 ms): a hot command replaces a
+   * cache written by any other. Absent: every command is hot.
+   */
+  hotCommands?: readonly string[];
+  /** global options that take a value (skipped when looking for the command word) */
+  optionsWithValue?: readonly string[];
+}
+
+export async function launch(name: ProgramName, options: LaunchOptions = {}): Promise<void> {
   const here = __dirname;
   const bundlePath = join(here, `${name}.bundle.cjs`);
   const bundle = freshBundle(bundlePath, join(here, `${name}.js`));
@@ -42,23 +54,37 @@ export async function launch(name: ProgramName): Promise<void> {
     return;
   }
 
-  const cachePath = codeCachePath(name, bundle);
-  let cachedData: Buffer | undefined;
-  try {
-    cachedData = cachePath ? readFileSync(cachePath) : undefined;
-  } catch {
-    cachedData = undefined;
-  }
+  const cache = codeCachePaths(name, bundle);
+  const hot = isHotCommand(process.argv.slice(2), options);
+  const found = cache && (readOrUndefined(cache.hot) ?? (hot ? undefined : readOrUndefined(cache.cold)));
   const script = new Script(Module.wrap(readFileSync(bundlePath, 'utf8')), {
     filename: bundlePath,
-    ...(cachedData ? { cachedData } : {}),
+    ...(found ? { cachedData: found } : {}),
   });
-  if (cachePath && (!cachedData || script.cachedDataRejected)) {
-    process.once('exit', () => writeCodeCache(cachePath, `${name}-`, script));
+  if (cache && (!found || script.cachedDataRejected)) {
+    process.once('exit', () => writeCodeCache(hot ? cache.hot : cache.cold, `${name}-`, cache.stamp, script));
   }
   const wrapper = script.runInThisContext() as (exports: object, require: NodeJS.Require, module: object, filename: string, dirname: string) => void;
   const module = { exports: {} };
   wrapper(module.exports, createRequire(bundlePath), module, bundlePath, here);
+}
+
+function isHotCommand(args: readonly string[], options: LaunchOptions): boolean {
+  if (!options.hotCommands) return true;
+  for (let i = 0; i < args.length; i++) {
+    const word = args[i]!;
+    if (options.optionsWithValue?.includes(word)) i++;
+    else if (!word.startsWith('-')) return options.hotCommands.includes(word);
+  }
+  return false;
+}
+
+function readOrUndefined(path: string): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 interface BundleStamp {
@@ -76,11 +102,21 @@ function freshBundle(bundlePath: string, entryPath: string): BundleStamp | undef
   }
 }
 
-function codeCachePath(name: ProgramName, bundle: BundleStamp): string | undefined {
+interface CachePaths {
+  /** written by a hot command */
+  hot: string;
+  /** written by any other, used by those only */
+  cold: string;
+  /** what names this bundle's caches; any other cache of the program is stale */
+  stamp: string;
+}
+
+function codeCachePaths(name: ProgramName, bundle: BundleStamp): CachePaths | undefined {
   const base = process.env.XDG_CACHE_HOME || (process.env.HOME ? join(process.env.HOME, '.cache') : safeHomedir());
   if (!base) return undefined;
   const stamp = `${bundle.size}-${Math.trunc(bundle.mtimeMs)}-${process.version}-${process.arch}`;
-  return join(base, 'nook', 'code-cache', `${name}-${stamp}.bin`);
+  const dir = join(base, 'nook', 'code-cache');
+  return { hot: join(dir, `${name}-${stamp}-hot.bin`), cold: join(dir, `${name}-${stamp}-cold.bin`), stamp };
 }
 
 function safeHomedir(): string | undefined {
@@ -92,13 +128,13 @@ function safeHomedir(): string | undefined {
 }
 
 /** Best effort: a cache that cannot be written only costs the next start its speed. */
-function writeCodeCache(cachePath: string, prefix: string, script: Script): void {
+function writeCodeCache(cachePath: string, prefix: string, stamp: string, script: Script): void {
   try {
     const dir = dirname(cachePath);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     // Caches of earlier builds of the same program can never be used again.
     for (const entry of readdirSync(dir)) {
-      if (entry.startsWith(prefix) && join(dir, entry) !== cachePath) unlinkSync(join(dir, entry));
+      if (entry.startsWith(prefix) && !entry.startsWith(`${prefix}${stamp}-`)) unlinkSync(join(dir, entry));
     }
     const temporary = `${cachePath}.${process.pid}.tmp`;
     writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });

@@ -2,7 +2,7 @@
 // `nook`: the command line is src/cli/program.ts; see launcher.cts for why it starts this way.
 import { launch } from './launcher.cjs';
 
-launch('program').catch((error: unknown) => {
+launch('program', { hotCommands: ['run', 'exec', 'start', 'create'], optionsWithValue: ['--root', '--runroot', '--cgroup-manager'] }).catch((error: unknown) => {
   process.stderr.write(`nook: cannot start: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exitCode = 125;
 });

@@ -43,6 +43,25 @@ test('a fresh bundle runs as CommonJS and leaves a code cache that the next star
   }
 });
 
+test('a cache written by a cold command is used by cold commands only, and a hot command writes its own', (t) => {
+  const dir = scratch();
+  const cache = join(dir, 'cache');
+  const cacheDir = join(cache, 'nook', 'code-cache');
+  writeFileSync(join(dir, 'main.cjs'), "require('./launcher.cjs').launch('program', { hotCommands: ['run'], optionsWithValue: ['--root'] });\n");
+  const runWith = (...args: string[]) => execFileSync(process.execPath, [join(dir, 'main.cjs'), ...args], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }).trim();
+  try {
+    runWith('--root', 'run', 'images');
+    t.deepEqual(readdirSync(cacheDir).map((f) => f.split('-').at(-1)), ['cold.bin']);
+    const cold = statSync(join(cacheDir, readdirSync(cacheDir)[0]!)).mtimeMs;
+    runWith('ps');
+    t.is(statSync(join(cacheDir, readdirSync(cacheDir)[0]!)).mtimeMs, cold, 'a cold command uses the cold cache');
+    runWith('--root', '/x', 'run', 'busybox');
+    t.deepEqual(readdirSync(cacheDir).map((f) => f.split('-').at(-1)).sort(), ['cold.bin', 'hot.bin']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a rebuilt bundle gets a new cache and the old one is removed', (t) => {
   const dir = scratch();
   const cache = join(dir, 'cache');
@@ -50,7 +69,7 @@ test('a rebuilt bundle gets a new cache and the old one is removed', (t) => {
     run(dir, cache);
     writeFileSync(join(dir, 'program.bundle.cjs'), "console.log('bundle 2');\n");
     t.is(run(dir, cache), 'bundle 2');
-    t.is(readdirSync(join(cache, 'nook', 'code-cache')).length, 1);
+    t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).length, 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -90,7 +109,8 @@ test('the build bundled nook and nook-runtime, and both start from their bundles
   try {
     t.is(execFileSync(process.execPath, [join(cliDir, 'main.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }).trim(), '0.1.0');
     t.regex(execFileSync(process.execPath, [join(cliDir, 'runtime-main.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }), /nook-runtime version/);
-    t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).map((f) => f.split('-').slice(0, -4).join('-')).sort(), ['program', 'runtime-program']);
+    // `--version` is not a hot command of nook's; every command of nook-runtime is.
+    t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).map((f) => `${f.split('-').slice(0, -5).join('-')} ${f.split('-').at(-1)}`).sort(), ['program cold.bin', 'runtime-program hot.bin']);
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }
