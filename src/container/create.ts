@@ -26,7 +26,7 @@ export interface CreateContext {
 export async function createContainer(options: ContainerOptions, context: CreateContext): Promise<CreateResult> {
   const { paths, store } = context;
   // Validate what the user typed before touching the disk.
-  const [network, { resolveSecurity }, idmap, storage] = await Promise.all([
+  const [network, { resolveSecurity }, idmap, storageChoice] = await Promise.all([
     import('./network-setup.js').then((m) => m.resolveNetwork(options, store)),
     import('./security-setup.js'),
     import('./idmap-setup.js').then((m) => m.resolveIdMappings(options.userns)),
@@ -54,6 +54,10 @@ export async function createContainer(options: ContainerOptions, context: Create
   }
 
   const image = await openImageForRun(paths, options.image, options.pull ?? 'missing');
+  const storage =
+    image.whiteoutFormat === 'overlay'
+      ? storageChoice
+      : (await import('../host/storage-driver.js')).driverForWhiteouts(storageChoice, image.whiteoutFormat, storageChoice.facts, options.storageDriver as 'overlay' | undefined);
   const name = options.name ?? uniqueName(store);
   if (options.name !== undefined) {
     if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(options.name)) throw new NookError(`invalid container name "${options.name}": use letters, digits, _ . -`);

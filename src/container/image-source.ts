@@ -12,6 +12,8 @@ export interface ImageForRun {
   name: string;
   config: ImageRunConfig;
   layerDirs: string[];
+  /** 'aufs' when some layer keeps .wh. files, which only fuse-overlayfs reads */
+  whiteoutFormat: 'overlay' | 'aufs';
   readFile(containerPath: string): string | null;
 }
 
@@ -49,6 +51,7 @@ export async function openImageForRun(paths: NookPaths, reference: string, pull:
     name: image.name,
     config: image.config,
     layerDirs: image.layerDirs,
+    whiteoutFormat: image.whiteoutFormat,
     // Whiteouts and opaque directories honoured: a file deleted by an upper layer reads as absent.
     readFile: (containerPath) => readImageFile(image.layerDirs, containerPath, syscalls),
   };

@@ -60,6 +60,21 @@ export function decideStorageDriver(facts: StorageFacts, requested?: StorageDriv
   return vfs(`the kernel overlay is not usable (${facts.kernelOverlay.reason}) and ${fuseIssue}: every container gets a full copy of its image`);
 }
 
+/**
+ * An image whose layers keep whiteouts as `.wh.` files (the store's file
+ * system refused overlay's 0/0 devices or its opaque xattr when they were
+ * extracted) reads right only through fuse-overlayfs: the kernel's overlay
+ * and vfs would show the `.wh.` files and the deleted files both.
+ */
+export function driverForWhiteouts(choice: StorageDriverChoice, whiteoutFormat: 'overlay' | 'aufs', facts: StorageFacts, requested?: StorageDriverName): StorageDriverChoice {
+  if (whiteoutFormat === 'overlay' || choice.driver === 'fuse-overlayfs') return choice;
+  const why = "the image's layers keep deleted files as .wh. whiteout files (the store's file system refused overlay whiteouts when they were extracted), which only fuse-overlayfs reads";
+  if (requested !== undefined) throw new NookError(`storage driver ${requested} cannot run this image: ${why}; use --storage-driver fuse-overlayfs`);
+  const fuseIssue = fuseProblem(facts);
+  if (fuseIssue) throw new NookError(`cannot run this image: ${why}, and ${fuseIssue}`);
+  return { driver: 'fuse-overlayfs', reason: why, mountOptions: [], fuseOverlayfsPath: facts.fuseOverlayfs };
+}
+
 export async function readStorageFacts(paths: NookPaths, view: HostView, refresh = false): Promise<StorageFacts> {
   const [kernelOverlay, fuseOverlayfs, devFuse] = await Promise.all([
     probeKernelOverlay(paths, { view, refresh }),
@@ -73,7 +88,7 @@ export async function readStorageFacts(paths: NookPaths, view: HostView, refresh
  * The storage driver for this machine and storage root. The kernel overlay
  * answer is cached in the run root, so this is cheap on every run.
  */
-export async function chooseStorageDriver(paths: NookPaths, options: { requested?: StorageDriverName; view?: HostView } = {}): Promise<StorageDriverChoice> {
+export async function chooseStorageDriver(paths: NookPaths, options: { requested?: StorageDriverName; view?: HostView } = {}): Promise<StorageDriverChoice & { facts: StorageFacts }> {
   const facts = await readStorageFacts(paths, options.view ?? realHostView());
-  return decideStorageDriver(facts, options.requested);
+  return { ...decideStorageDriver(facts, options.requested), facts };
 }

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkFuseOverlayfs, checkKernelOverlay, checkStorageDriver, checkStorageFilesystem, kernelVersion } from '../../src/host/checks-storage.js';
 import { probeKernelOverlay } from '../../src/host/kernel-overlay.js';
-import { chooseStorageDriver, decideStorageDriver, type StorageFacts } from '../../src/host/storage-driver.js';
+import { chooseStorageDriver, decideStorageDriver, driverForWhiteouts, type StorageFacts } from '../../src/host/storage-driver.js';
 import { NookError } from '../../src/lib/errors.js';
 import { done, fakePaths, fakeView, healthyMachine, NFS, runCheck, uninstall, type FakeMachine, removeFakePaths } from './host-fake.js';
 
@@ -142,6 +142,19 @@ test('storage driver: a requested driver is used, or refused with the reason', (
   const error = t.throws(() => decideStorageDriver(facts({ kernelOverlay: noKernel }), 'overlay'), { instanceOf: NookError });
   t.regex(error!.message, /storage driver overlay is not usable here: refused/);
   t.throws(() => decideStorageDriver(facts({ fuseOverlayfs: null }), 'fuse-overlayfs'), { message: /fuse-overlayfs is not installed/ });
+});
+
+test('storage driver: an image with .wh. whiteout files runs on fuse-overlayfs, or is refused with the reason', (t) => {
+  const f = facts();
+  const overlay = decideStorageDriver(f);
+  t.is(driverForWhiteouts(overlay, 'overlay', f), overlay);
+  const switched = driverForWhiteouts(overlay, 'aufs', f);
+  t.is(switched.driver, 'fuse-overlayfs');
+  t.regex(switched.reason, /only fuse-overlayfs reads/);
+  t.is(driverForWhiteouts(decideStorageDriver(f, 'fuse-overlayfs'), 'aufs', f, 'fuse-overlayfs').driver, 'fuse-overlayfs');
+  t.throws(() => driverForWhiteouts(decideStorageDriver(f, 'vfs'), 'aufs', f, 'vfs'), { message: /storage driver vfs cannot run this image: .* use --storage-driver fuse-overlayfs/ });
+  const noFuse = facts({ fuseOverlayfs: null });
+  t.throws(() => driverForWhiteouts(decideStorageDriver(noFuse), 'aufs', noFuse), { message: /cannot run this image: .*fuse-overlayfs is not installed/ });
 });
 
 test('chooseStorageDriver: reads the cached probe and the fuse facts', async (t) => {
