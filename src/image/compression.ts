@@ -6,9 +6,10 @@
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, openSync, readSync, closeSync } from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { NookError } from '../lib/errors.js';
+import type { GrowingFile } from './growing-file.js';
 
 export type DetectedCompression = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'none';
 
@@ -50,19 +51,53 @@ export function openDecompressed(path: string, what: string): { stream: Readable
   return { stream: decompressWithProgram(path, compression, what), compression };
 }
 
-function decompressWithProgram(path: string, compression: Exclude<DetectedCompression, 'gzip' | 'none'>, what: string): Readable {
+/**
+ * The uncompressed content of a file that may still be growing (a blob being
+ * downloaded, ./growing-file.ts), read as it grows: gzip is inflated in a
+ * worker thread (./gunzip-thread.ts), other formats by their program fed
+ * through a pipe.
+ */
+export async function* readDecompressed(path: string, file: GrowingFile, what: string): AsyncGenerator<Buffer> {
+  await file.waitFor(8);
+  const head = Buffer.alloc(8);
+  const fd = openSync(path, 'r');
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, Math.min(8, file.available), 0);
+  } finally {
+    closeSync(fd);
+  }
+  const compression = detectCompression(head.subarray(0, n));
+  if (compression === 'none') yield* file.read(path);
+  else if (compression === 'gzip') {
+    const { gunzipInThread } = await import('./gunzip-thread.js');
+    yield* gunzipInThread(path, file, what);
+  } else {
+    const input = Readable.from(file.read(path), { objectMode: false });
+    yield* decompressWithProgram(input, compression, what) as AsyncIterable<Buffer>;
+  }
+}
+
+function decompressWithProgram(source: string | Readable, compression: Exclude<DetectedCompression, 'gzip' | 'none'>, what: string): Readable {
   const program = programs[compression];
   const out = new PassThrough();
-  const child = spawn(program, ['-dc', '--', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const fromFile = typeof source === 'string';
+  const child = spawn(program, fromFile ? ['-dc', '--', source] : ['-dc'], { stdio: [fromFile ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (!fromFile) {
+    child.stdin!.on('error', () => undefined); // the program's own failure is reported below
+    source.on('error', (error) => out.destroy(error));
+    source.pipe(child.stdin!);
+    out.on('close', () => source.destroy());
+  }
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => {
+  child.stderr!.on('data', (chunk: Buffer) => {
     if (stderr.length < 2000) stderr += chunk.toString();
   });
   child.on('error', (error: NodeJS.ErrnoException) => {
     const message = error.code === 'ENOENT' ? `${what} is ${compression}-compressed and the ${program} program is not installed (install ${program})` : `${what}: cannot run ${program}: ${error.message}`;
     out.destroy(new NookError(message, { cause: error }));
   });
-  child.stdout.pipe(out, { end: false });
+  child.stdout!.pipe(out, { end: false });
   child.on('close', (code) => {
     if (code === 0) out.end();
     else if (!out.destroyed) out.destroy(new NookError(`${what}: corrupt ${compression} data (${program}: ${stderr.trim().split('\n')[0] ?? `exit ${code}`})`));
