@@ -5,6 +5,7 @@
  * the usual programs when installed, with a clear message when they are not.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, openSync, readSync, closeSync } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -51,31 +52,51 @@ export function openDecompressed(path: string, what: string): { stream: Readable
   return { stream: decompressWithProgram(path, compression, what), compression };
 }
 
+export interface DecompressedContent {
+  chunks: AsyncGenerator<Buffer>;
+  /** "sha256:..." of everything `chunks` yielded, once it has ended */
+  digest(): string;
+}
+
 /**
  * The uncompressed content of a file that may still be growing (a blob being
- * downloaded, ./growing-file.ts), read as it grows: gzip is inflated in a
- * worker thread (./gunzip-thread.ts), other formats by their program fed
- * through a pipe.
+ * downloaded, ./growing-file.ts), read as it grows, with its digest: gzip is
+ * inflated and hashed in a worker thread (./gunzip-thread.ts), other formats
+ * are decompressed by their program fed through a pipe.
  */
-export async function* readDecompressed(path: string, file: GrowingFile, what: string): AsyncGenerator<Buffer> {
-  await file.waitFor(8);
-  const head = Buffer.alloc(8);
-  const fd = openSync(path, 'r');
-  let n: number;
-  try {
-    n = readSync(fd, head, 0, Math.min(8, file.available), 0);
-  } finally {
-    closeSync(fd);
-  }
-  const compression = detectCompression(head.subarray(0, n));
-  if (compression === 'none') yield* file.read(path);
-  else if (compression === 'gzip') {
-    const { gunzipInThread } = await import('./gunzip-thread.js');
-    yield* gunzipInThread(path, file, what);
-  } else {
-    const input = Readable.from(file.read(path), { objectMode: false });
-    yield* decompressWithProgram(input, compression, what) as AsyncIterable<Buffer>;
-  }
+export function readDecompressed(path: string, file: GrowingFile, what: string): DecompressedContent {
+  const hashed: { sha256?: string } = {};
+  const chunks = (async function* () {
+    await file.waitFor(8);
+    const head = Buffer.alloc(8);
+    const fd = openSync(path, 'r');
+    let n: number;
+    try {
+      n = readSync(fd, head, 0, Math.min(8, file.available), 0);
+    } finally {
+      closeSync(fd);
+    }
+    const compression = detectCompression(head.subarray(0, n));
+    if (compression === 'gzip') {
+      const { gunzipInThread } = await import('./gunzip-thread.js');
+      yield* gunzipInThread(path, file, what, hashed);
+      return;
+    }
+    const hash = createHash('sha256');
+    const source = compression === 'none' ? file.read(path) : (decompressWithProgram(Readable.from(file.read(path)), compression, what) as AsyncIterable<Buffer>);
+    for await (const chunk of source) {
+      hash.update(chunk);
+      yield chunk;
+    }
+    hashed.sha256 = hash.digest('hex');
+  })();
+  return {
+    chunks,
+    digest: () => {
+      if (hashed.sha256 === undefined) throw new Error('the digest of decompressed content was read before its end');
+      return `sha256:${hashed.sha256}`;
+    },
+  };
 }
 
 function decompressWithProgram(source: string | Readable, compression: Exclude<DetectedCompression, 'gzip' | 'none'>, what: string): Readable {

@@ -11,7 +11,6 @@
  * extracted as it arrives. The parent checks the blob's digest when the
  * download ends and only then keeps what was extracted.
  */
-import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
@@ -62,19 +61,17 @@ async function main(): Promise<void> {
   const ranges = currentIdRanges();
   for (const [index, layer] of job.layers.entries()) {
     let report: ExtractReport;
-    const hash = createHash('sha256');
     let size = 0;
     const ticker = setInterval(() => process.stdout.write(`${JSON.stringify({ index, progress: size })}\n`), 250);
-    const source = readDecompressed(layer.blob, files[index]!, layer.what);
+    const content = readDecompressed(layer.blob, files[index]!, layer.what);
     try {
-      const hashed = (async function* () {
-        for await (const chunk of source) {
-          hash.update(chunk);
+      const counted = (async function* () {
+        for await (const chunk of content.chunks) {
           size += chunk.length;
           yield chunk;
         }
       })();
-      const result = await unpackLayer(hashed, layer.target, {
+      const result = await unpackLayer(counted, layer.target, {
         what: layer.what,
         syscalls,
         chown: true,
@@ -84,9 +81,9 @@ async function main(): Promise<void> {
         unmappedHint: job.unmappedHint,
       });
       // readTar read the stream to its end, so the digest covers every byte
-      report = { index, ok: true, diffId: `sha256:${hash.digest('hex')}`, size, result };
+      report = { index, ok: true, diffId: content.digest(), size, result };
     } catch (error) {
-      await source.return(undefined).catch(() => undefined);
+      await content.chunks.return(undefined).catch(() => undefined);
       const message = error instanceof Error ? error.message : String(error);
       report = { index, ok: false, message: message.split('\n')[0]! };
     } finally {

@@ -70,10 +70,11 @@ export class GrowingFile {
 
   private changed(): Promise<void> {
     return new Promise((resolve) => {
-      const stop = this.follow(() => {
-        stop();
+      const listener = () => {
+        this.listeners.delete(listener);
         resolve();
-      });
+      };
+      this.listeners.add(listener);
     });
   }
 

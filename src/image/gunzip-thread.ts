@@ -16,8 +16,11 @@ const workerUrl = new URL('./gunzip-worker.js', import.meta.url);
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;
 
-/** The inflated content of the gzip file at `path` (complete, or growing as `file` says). */
-export async function* gunzipInThread(path: string, file: GrowingFile, what: string): AsyncGenerator<Buffer> {
+/**
+ * The inflated content of the gzip file at `path` (complete, or growing as
+ * `file` says); once it has ended, `hashed.sha256` is the hex sha256 of all of it.
+ */
+export async function* gunzipInThread(path: string, file: GrowingFile, what: string, hashed: { sha256?: string } = {}): AsyncGenerator<Buffer> {
   const worker = new Worker(workerUrl, { workerData: { path, window: WINDOW } satisfies GunzipWorkerData });
   // the current state at once (queued on the port until the worker listens), then every change
   const stopFollowing = file.follow((event) => worker.postMessage({ growth: event } satisfies ToGunzipWorker));
@@ -36,7 +39,10 @@ export async function* gunzipInThread(path: string, file: GrowingFile, what: str
     for (;;) {
       if (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
       const message = queue.shift()!;
-      if ('end' in message) return;
+      if ('end' in message) {
+        hashed.sha256 = message.sha256;
+        return;
+      }
       if ('error' in message) throw new NookError(message.inInput ? `${what}: ${message.error}` : `${what}: corrupt gzip data (${message.error})`);
       const chunk = Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength);
       yield chunk;

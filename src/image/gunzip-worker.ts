@@ -2,9 +2,11 @@
  * The worker thread of ./gunzip-thread.ts: reads a gzip file (possibly still
  * growing, see ./growing-file.ts), inflates it and posts the output in
  * batches of about 1 MiB, at most `window` bytes ahead of what the main
- * thread has taken. A worker's event loop does not wait for the main
+ * thread has taken, and the sha256 of the output (a layer's diff id) at the
+ * end: hashing here rather than on the main thread takes it off the writer's core too. A worker's event loop does not wait for the main
  * thread's, so inflating goes on while the main thread writes files.
  */
+import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
@@ -18,7 +20,7 @@ export interface GunzipWorkerData {
 /** main thread -> worker */
 export type ToGunzipWorker = { growth: GrowthEvent } | { taken: number };
 /** worker -> main thread */
-export type FromGunzipWorker = { chunk: Uint8Array } | { end: true } | { error: string; inInput: boolean };
+export type FromGunzipWorker = { chunk: Uint8Array } | { end: true; sha256: string } | { error: string; inInput: boolean };
 
 const BATCH = 1024 * 1024;
 
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
     }
   })();
 
+  const hash = createHash('sha256');
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   const post = async () => {
@@ -71,9 +74,11 @@ async function main(): Promise<void> {
   };
   try {
     for await (const chunk of gunzip) {
+      hash.update(chunk as Buffer);
       pending.push(chunk as Buffer);
       pendingBytes += (chunk as Buffer).length;
-      if (pendingBytes >= BATCH) await post();
+      // also whenever zlib has nothing more for now: a download that stalls must not hold back what arrived
+      if (pendingBytes >= BATCH || gunzip.readableLength === 0) await post();
     }
     await post();
     await input;
@@ -82,7 +87,7 @@ async function main(): Promise<void> {
     port.postMessage({ error: failure.message, inInput: failure === inputError } satisfies FromGunzipWorker);
     return;
   }
-  port.postMessage({ end: true } satisfies FromGunzipWorker);
+  port.postMessage({ end: true, sha256: hash.digest('hex') } satisfies FromGunzipWorker);
 }
 
 void main();
