@@ -59,6 +59,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable, type Readable } from 'node:stream';
@@ -70,7 +71,7 @@ import { mark } from '../lib/timing.js';
 import { silentProgress, type Progress, type ProgressTask } from '../lib/progress.js';
 import type { Syscalls } from '../syscalls/syscalls.js';
 import { DigestStream, digestHex, sha256Of, shortDigest, type Digest } from './digest.js';
-import { runExtraction, type FinalReport } from './extract.js';
+import { runExtraction } from './extract.js';
 import type { GrowingFile } from './growing-file.js';
 import { parseImageConfig, type Compression, type ImageConfig, type ImageRecord, type ImageRunConfig, type ImageView, type LayerRecord, type LayerRef } from './records.js';
 import { resolveName } from './names.js';
@@ -847,31 +848,38 @@ export class StoreLease {
     const tasks = work.map((w) => progress.task(`Extracting layer ${shortDigest(w.layer.diffId)}`));
     const runner = await this.store.runner();
     mark(`extraction of ${work.map((w) => shortDigest(w.layer.diffId)).join(', ')} starts`);
-    let reports: FinalReport[];
-    try {
-      reports = await runExtraction(
-        runner,
-        {
-          layers: work.map((w) => ({
-            blob: w.layer.download?.path ?? this.store.blobPath(w.layer.blob),
-            target: join(w.dir, 'diff'),
-            what: w.layer.what ?? `layer ${shortDigest(w.layer.diffId)}`,
-            growing: w.layer.download !== undefined,
-          })),
-          ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
-          unmappedHint: runner.unmappedHint,
-        },
-        (report) => {
-          if (report.index < 0) return;
-          if (!('ok' in report)) tasks[report.index]?.update(report.progress);
-          else if (report.ok) tasks[report.index]?.finish();
-          else tasks[report.index]?.fail();
-        },
-        work.map((w) => w.layer.download?.file),
-      );
-    } catch (error) {
-      throw await downloadErrorFirst(work, error);
-    }
+    // One helper per CPU, the layers shared out by size: extraction is CPU and
+    // metadata bound, and a layer's files are written by one thread.
+    const groups = shareOut(work.map((w, index) => ({ index, weight: w.layer.download ? 0 : safeSize(this.store.blobPath(w.layer.blob)) })), availableParallelism());
+    const outcomes = await Promise.allSettled(
+      groups.map(async (group) => {
+        const items = group.map((g) => work[g.index]!);
+        const reports = await runExtraction(
+          runner,
+          {
+            layers: items.map((w) => ({
+              blob: w.layer.download?.path ?? this.store.blobPath(w.layer.blob),
+              target: join(w.dir, 'diff'),
+              what: w.layer.what ?? `layer ${shortDigest(w.layer.diffId)}`,
+              growing: w.layer.download !== undefined,
+            })),
+            ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
+            unmappedHint: runner.unmappedHint,
+          },
+          (report) => {
+            const task = report.index < 0 ? undefined : tasks[group[report.index]!.index];
+            if (!('ok' in report)) task?.update(report.progress);
+            else if (report.ok) task?.finish();
+            else task?.fail();
+          },
+          items.map((w) => w.layer.download?.file),
+        );
+        return reports.map((report) => ({ ...report, index: group[report.index]!.index }));
+      }),
+    );
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw await downloadErrorFirst(work, failed.reason);
+    const reports = outcomes.flatMap((o) => (o.status === 'fulfilled' ? o.value : [])).sort((a, b) => a.index - b.index);
     mark(`extraction of ${work.map((w) => shortDigest(w.layer.diffId)).join(', ')} done`);
     for (const report of reports) {
       if (!report.ok) throw await downloadErrorFirst(work, new NookError(report.message));
@@ -997,6 +1005,20 @@ export class StoreLease {
     }
     return result;
   }
+}
+
+/**
+ * Splits weighted items into at most `count` groups of about equal weight
+ * (heaviest first, each to the lightest group), none empty.
+ */
+function shareOut<T extends { weight: number }>(items: T[], count: number): T[][] {
+  const groups = Array.from({ length: Math.max(1, Math.min(count, items.length)) }, () => ({ weight: 0, items: [] as T[] }));
+  for (const item of [...items].sort((a, b) => b.weight - a.weight)) {
+    const lightest = groups.reduce((a, b) => (b.weight < a.weight ? b : a));
+    lightest.items.push(item);
+    lightest.weight += item.weight;
+  }
+  return groups.map((g) => g.items).filter((g) => g.length > 0);
 }
 
 /**
