@@ -12,6 +12,7 @@
  * download ends and only then keeps what was extracted.
  */
 import { statSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
 import { readDecompressed } from './compression.js';
@@ -22,6 +23,8 @@ export interface ExtractJob {
   layers: { blob: string; target: string; what: string; growing?: boolean }[];
   ignoreChownErrors: boolean;
   unmappedHint: string;
+  /** niceness to run at (layers extracted in the background of a bigger one) */
+  nice?: number;
 }
 
 /** Lines after the job on stdin: how a growing blob grows. */
@@ -57,6 +60,13 @@ async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
 async function main(): Promise<void> {
   const { job, files } = await readJob();
   process.umask(0);
+  if (job.nice !== undefined) {
+    try {
+      setPriority(job.nice);
+    } catch {
+      // only a matter of speed
+    }
+  }
   const syscalls = await linuxSyscalls();
   const ranges = currentIdRanges();
   for (const [index, layer] of job.layers.entries()) {

@@ -813,8 +813,10 @@ export class StoreLease {
    * in the user namespace; each layer's uncompressed digest must equal its
    * diffId. Layers are renamed into place only when complete and verified
    * (for a layer extracted while its blob downloads: and the blob stored).
+   * `background`: extracted at a lower CPU priority, for layers that have
+   * time (a pull's small layers while its biggest one is extracted).
    */
-  async unpackLayers(layers: LayerToUnpack[], options: { progress?: Progress } = {}): Promise<LayerRecord[]> {
+  async unpackLayers(layers: LayerToUnpack[], options: { progress?: Progress; background?: boolean } = {}): Promise<LayerRecord[]> {
     const progress = options.progress ?? silentProgress;
     await this.pin('layers', layers.map((l) => digestHex(l.diffId)));
     await this.pin('blobs', layers.map((l) => digestHex(l.blob)));
@@ -832,7 +834,7 @@ export class StoreLease {
         mkdirSync(join(dir, 'diff'), { mode: 0o755 });
         work.push({ layer, dir });
       }
-      if (work.length > 0) await this.extract(work, progress);
+      if (work.length > 0) await this.extract(work, progress, options.background ?? false);
     } catch (error) {
       await this.store.removeTrees(work.map((w) => w.dir).filter((d) => existsSync(d))).catch(() => undefined);
       throw error;
@@ -844,7 +846,7 @@ export class StoreLease {
     return layers.map((l) => this.store.readLayerRecord(l.diffId)!);
   }
 
-  private async extract(work: { layer: LayerToUnpack; dir: string }[], progress: Progress): Promise<void> {
+  private async extract(work: { layer: LayerToUnpack; dir: string }[], progress: Progress, background: boolean): Promise<void> {
     const tasks = work.map((w) => progress.task(`Extracting layer ${shortDigest(w.layer.diffId)}`));
     const runner = await this.store.runner();
     mark(`extraction of ${work.map((w) => shortDigest(w.layer.diffId)).join(', ')} starts`);
@@ -865,6 +867,7 @@ export class StoreLease {
             })),
             ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
             unmappedHint: runner.unmappedHint,
+            ...(background ? { nice: BACKGROUND_NICE } : {}),
           },
           (report) => {
             const task = report.index < 0 ? undefined : tasks[group[report.index]!.index];
@@ -1006,6 +1009,12 @@ export class StoreLease {
     return result;
   }
 }
+
+/**
+ * The niceness of helpers extracting layers in the background of a bigger
+ * one: the kernel then gives the CPU to the layer the pull waits for.
+ */
+const BACKGROUND_NICE = 10;
 
 /**
  * Splits weighted items into at most `count` groups of about equal weight

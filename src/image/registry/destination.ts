@@ -66,9 +66,11 @@ export interface PullDestination {
    * arrives, and put into the store, which may hard-link or copy the file,
    * once the download succeeded) or in the store already (undefined, when
    * hasBlob said so). Nothing is visible unless it all succeeded; a layer
-   * another process added meanwhile is not an error.
+   * another process added meanwhile is not an error. `background`: the pull
+   * does not wait for this layer most (a bigger one is being added too), so
+   * it may get less CPU.
    */
-  addLayer(blob: DownloadingBlob | undefined, layer: PulledLayer): Promise<void>;
+  addLayer(blob: DownloadingBlob | undefined, layer: PulledLayer, options?: { background?: boolean }): Promise<void>;
   /** Records the image and its name once every layer is in. Returns the image id (the config digest). */
   addImage(image: PulledImage): Promise<string>;
 }

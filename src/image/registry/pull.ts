@@ -220,9 +220,11 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
 
   const layers: PulledLayer[] = image.layers.map((descriptor, i) => ({ descriptor, diffId: config.diffIds[i]! }));
   const unpackSlots = new Slots(options.unpackConcurrency ?? availableParallelism());
+  // The pull waits for its biggest layer most: the others are extracted at a lower CPU priority.
+  const biggest = Math.max(...layers.map((l) => l.descriptor.size));
   const outcome = await runLimited(layers, options.concurrency ?? 6, async (layer) => {
     try {
-      return await pullLayer(session, layer, options, progress, unpackSlots);
+      return await pullLayer(session, layer, options, progress, unpackSlots, layer.descriptor.size < biggest);
     } catch (error) {
       stop.abort(error);
       throw error;
@@ -269,7 +271,7 @@ function partialPathOf(destination: PullDestination, digest: string): string {
 }
 
 /** Downloads and unpacks one layer unless the store has it; true when it was skipped. */
-async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress, unpackSlots: Slots): Promise<boolean> {
+async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress, unpackSlots: Slots, background: boolean): Promise<boolean> {
   const { destination } = options;
   const digest = layer.descriptor.digest;
   const label = `Copying blob ${shortHex(digest)}`;
@@ -286,7 +288,7 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
     }
     if (await destination.hasBlob(digest)) {
       progress.task(label).finish('skipped: already exists');
-      await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(undefined, layer));
+      await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(undefined, layer, { background }));
       return false;
     }
     // The layer is extracted from the partial file while it downloads; the
@@ -316,7 +318,7 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
         throw error;
       },
     );
-    const added = unpackSlots.run(layer.descriptor.size, () => destination.addLayer({ path: partialPath, file, done }, layer));
+    const added = unpackSlots.run(layer.descriptor.size, () => destination.addLayer({ path: partialPath, file, done }, layer, { background }));
     const [downloaded, unpacked] = await Promise.allSettled([done, added]);
     mark(`pull: layer ${shortHex(digest)} in`);
     if (downloaded.status === 'rejected') throw downloaded.reason;

@@ -47,7 +47,7 @@ export function leaseDestination(store: ImageStore, lease: StoreLease, progress:
 
     hasBlob: (digest: string) => lease.hasBlob(digest as Digest),
 
-    addLayer: async (blob: DownloadingBlob | undefined, layer: PulledLayer): Promise<void> => {
+    addLayer: async (blob: DownloadingBlob | undefined, layer: PulledLayer, options: { background?: boolean } = {}): Promise<void> => {
       const digest = layer.descriptor.digest as Digest;
       const what = `layer ${digest.slice(7, 19)}`;
       // downloadBlob hashed the blob as it wrote it and checked the digest: it goes in as it is
@@ -55,7 +55,7 @@ export function leaseDestination(store: ImageStore, lease: StoreLease, progress:
       // awaited by unpackLayers only once the extraction is over; a failed download before that is no unhandled rejection
       stored?.catch(() => undefined);
       const download = blob && stored && { path: blob.path, file: blob.file, stored };
-      await lease.unpackLayers([{ blob: digest, diffId: layer.diffId as Digest, compression: layer.descriptor.compression, what, ...(download ? { download } : {}) }], { progress });
+      await lease.unpackLayers([{ blob: digest, diffId: layer.diffId as Digest, compression: layer.descriptor.compression, what, ...(download ? { download } : {}) }], { progress, ...options });
     },
 
     addImage: async (image: PulledImage): Promise<string> => {
