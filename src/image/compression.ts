@@ -5,10 +5,12 @@
  * the usual programs when installed, with a clear message when they are not.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, openSync, readSync, closeSync } from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { NookError } from '../lib/errors.js';
+import type { GrowingFile } from './growing-file.js';
 
 export type DetectedCompression = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'none';
 
@@ -50,19 +52,73 @@ export function openDecompressed(path: string, what: string): { stream: Readable
   return { stream: decompressWithProgram(path, compression, what), compression };
 }
 
-function decompressWithProgram(path: string, compression: Exclude<DetectedCompression, 'gzip' | 'none'>, what: string): Readable {
+export interface DecompressedContent {
+  chunks: AsyncGenerator<Buffer>;
+  /** "sha256:..." of everything `chunks` yielded, once it has ended */
+  digest(): string;
+}
+
+/**
+ * The uncompressed content of a file that may still be growing (a blob being
+ * downloaded, ./growing-file.ts), read as it grows, with its digest: gzip is
+ * inflated and hashed in a worker thread (./gunzip-thread.ts), other formats
+ * are decompressed by their program fed through a pipe.
+ */
+export function readDecompressed(path: string, file: GrowingFile, what: string): DecompressedContent {
+  const hashed: { sha256?: string } = {};
+  const chunks = (async function* () {
+    await file.waitFor(8);
+    const head = Buffer.alloc(8);
+    const fd = openSync(path, 'r');
+    let n: number;
+    try {
+      n = readSync(fd, head, 0, Math.min(8, file.available), 0);
+    } finally {
+      closeSync(fd);
+    }
+    const compression = detectCompression(head.subarray(0, n));
+    if (compression === 'gzip') {
+      const { gunzipInThread } = await import('./gunzip-thread.js');
+      yield* gunzipInThread(path, file, what, hashed);
+      return;
+    }
+    const hash = createHash('sha256');
+    const source = compression === 'none' ? file.read(path) : (decompressWithProgram(Readable.from(file.read(path)), compression, what) as AsyncIterable<Buffer>);
+    for await (const chunk of source) {
+      hash.update(chunk);
+      yield chunk;
+    }
+    hashed.sha256 = hash.digest('hex');
+  })();
+  return {
+    chunks,
+    digest: () => {
+      if (hashed.sha256 === undefined) throw new Error('the digest of decompressed content was read before its end');
+      return `sha256:${hashed.sha256}`;
+    },
+  };
+}
+
+function decompressWithProgram(source: string | Readable, compression: Exclude<DetectedCompression, 'gzip' | 'none'>, what: string): Readable {
   const program = programs[compression];
   const out = new PassThrough();
-  const child = spawn(program, ['-dc', '--', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const fromFile = typeof source === 'string';
+  const child = spawn(program, fromFile ? ['-dc', '--', source] : ['-dc'], { stdio: [fromFile ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (!fromFile) {
+    child.stdin!.on('error', () => undefined); // the program's own failure is reported below
+    source.on('error', (error) => out.destroy(error));
+    source.pipe(child.stdin!);
+    out.on('close', () => source.destroy());
+  }
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => {
+  child.stderr!.on('data', (chunk: Buffer) => {
     if (stderr.length < 2000) stderr += chunk.toString();
   });
   child.on('error', (error: NodeJS.ErrnoException) => {
     const message = error.code === 'ENOENT' ? `${what} is ${compression}-compressed and the ${program} program is not installed (install ${program})` : `${what}: cannot run ${program}: ${error.message}`;
     out.destroy(new NookError(message, { cause: error }));
   });
-  child.stdout.pipe(out, { end: false });
+  child.stdout!.pipe(out, { end: false });
   child.on('close', (code) => {
     if (code === 0) out.end();
     else if (!out.destroyed) out.destroy(new NookError(`${what}: corrupt ${compression} data (${program}: ${stderr.trim().split('\n')[0] ?? `exit ${code}`})`));

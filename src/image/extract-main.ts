@@ -1,19 +1,36 @@
 /**
  * The layer extraction helper: `node extract-main.js` run by ./extract.ts as
- * root of nook's user namespace (see ./userns.ts). Reads one JSON job on
- * stdin, unpacks each layer into its (empty) target directory and writes one
- * JSON line per layer on stdout; stops at the first failure. It runs as a
- * separate process because a Node process cannot enter a user namespace.
+ * root of nook's user namespace (see ./userns.ts). Reads one JSON job as the
+ * first line of stdin, unpacks each layer into its (empty) target directory
+ * and writes one JSON line per layer on stdout; stops at the first failure.
+ * It runs as a separate process because a Node process cannot enter a user
+ * namespace.
+ *
+ * A layer marked `growing` is a blob still being downloaded: the lines after
+ * the job say how much of it is written (./growing-file.ts), and it is
+ * extracted as it arrives. The parent checks the blob's digest when the
+ * download ends and only then keeps what was extracted.
  */
+import { statSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { createInterface } from 'node:readline';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
-import { openDecompressed } from './compression.js';
-import { DigestStream } from './digest.js';
+import { readDecompressed } from './compression.js';
+import { GrowingFile, type GrowthEvent } from './growing-file.js';
 import { currentIdRanges, unpackLayer, type UnpackResult } from './unpack.js';
 
 export interface ExtractJob {
-  layers: { blob: string; target: string; what: string }[];
+  layers: { blob: string; target: string; what: string; growing?: boolean }[];
   ignoreChownErrors: boolean;
   unmappedHint: string;
+  /** niceness to run at (layers extracted in the background of a bigger one) */
+  nice?: number;
+}
+
+/** Lines after the job on stdin: how a growing blob grows. */
+export interface GrowthLine {
+  index: number;
+  growth: GrowthEvent;
 }
 
 export type ExtractReport =
@@ -22,25 +39,49 @@ export type ExtractReport =
   /** bytes of uncompressed tar read so far, every 250 ms while a layer is being extracted */
   | { index: number; progress: number };
 
-async function readStdin(): Promise<string> {
-  let text = '';
-  for await (const chunk of process.stdin) text += String(chunk);
-  return text;
+/** Reads the job, then keeps applying growth lines to the layers' files until stdin ends. */
+async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
+  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done) throw new Error('no job on standard input');
+  const job = JSON.parse(first.value as string) as ExtractJob;
+  const files = job.layers.map((layer) => (layer.growing ? new GrowingFile() : GrowingFile.complete(statSync(layer.blob).size)));
+  void (async () => {
+    for (let next = await lines.next(); !next.done; next = await lines.next()) {
+      const line = JSON.parse(next.value as string) as GrowthLine;
+      files[line.index]?.apply(line.growth);
+    }
+    // the parent stopped (the download failed, or nook is exiting): whatever was not complete never will be
+    for (const [index, file] of files.entries()) file.fail(new Error(`the download of ${job.layers[index]!.what} stopped`));
+  })();
+  return { job, files };
 }
 
 async function main(): Promise<void> {
-  const job = JSON.parse(await readStdin()) as ExtractJob;
+  const { job, files } = await readJob();
+  process.umask(0);
+  if (job.nice !== undefined) {
+    try {
+      setPriority(job.nice);
+    } catch {
+      // only a matter of speed
+    }
+  }
   const syscalls = await linuxSyscalls();
   const ranges = currentIdRanges();
   for (const [index, layer] of job.layers.entries()) {
     let report: ExtractReport;
-    const { stream } = openDecompressed(layer.blob, layer.what);
-    const digest = new DigestStream();
-    const ticker = setInterval(() => process.stdout.write(`${JSON.stringify({ index, progress: digest.size })}\n`), 250);
+    let size = 0;
+    const ticker = setInterval(() => process.stdout.write(`${JSON.stringify({ index, progress: size })}\n`), 250);
+    const content = readDecompressed(layer.blob, files[index]!, layer.what);
     try {
-      const hashed = stream.pipe(digest);
-      stream.on('error', (error) => digest.destroy(error));
-      const result = await unpackLayer(hashed, layer.target, {
+      const counted = (async function* () {
+        for await (const chunk of content.chunks) {
+          size += chunk.length;
+          yield chunk;
+        }
+      })();
+      const result = await unpackLayer(counted, layer.target, {
         what: layer.what,
         syscalls,
         chown: true,
@@ -50,9 +91,9 @@ async function main(): Promise<void> {
         unmappedHint: job.unmappedHint,
       });
       // readTar read the stream to its end, so the digest covers every byte
-      report = { index, ok: true, diffId: digest.digest(), size: digest.size, result };
+      report = { index, ok: true, diffId: content.digest(), size, result };
     } catch (error) {
-      stream.destroy();
+      await content.chunks.return(undefined).catch(() => undefined);
       const message = error instanceof Error ? error.message : String(error);
       report = { index, ok: false, message: message.split('\n')[0]! };
     } finally {
@@ -61,9 +102,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(report)}\n`);
     if (!('ok' in report) || !report.ok) break;
   }
+  // growth lines may still be coming: do not wait for stdin to end
+  process.exit();
 }
 
 main().catch((error: unknown) => {
   process.stdout.write(`${JSON.stringify({ index: -1, ok: false, message: error instanceof Error ? error.message : String(error) })}\n`);
-  process.exitCode = 1;
+  process.exit(1);
 });

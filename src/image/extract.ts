@@ -1,43 +1,74 @@
 /**
  * The parent side of layer extraction: hands a job to ./extract-main.ts
- * running in nook's user namespace and collects its per-layer reports.
+ * running in nook's user namespace and collects its per-layer reports. For a
+ * layer whose blob is still being downloaded, the helper is told on its stdin
+ * how the file grows (./growing-file.ts).
  */
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { NookError } from '../lib/errors.js';
-import type { ExtractJob, ExtractReport } from './extract-main.js';
+import type { ExtractJob, ExtractReport, GrowthLine } from './extract-main.js';
+import type { GrowingFile } from './growing-file.js';
 import type { NamespaceRunner } from './userns.js';
 
 // Through the parent directory: the same path from the CLI's bundle in dist/src/cli/.
 const extractMain = fileURLToPath(new URL('../image/extract-main.js', import.meta.url));
 
-/**
- * Runs the job; `onReport` sees each layer's report as soon as it is done
- * (progress). Returns all reports; the last one is a failure if any failed.
- */
 export type FinalReport = Extract<ExtractReport, { ok: boolean }>;
 
-export async function runExtraction(runner: NamespaceRunner, job: ExtractJob, onReport?: (report: ExtractReport) => void): Promise<FinalReport[]> {
+/**
+ * Runs the job; `onReport` sees each layer's report as soon as it is done
+ * (progress). `growing[i]` is the file of job layer i when that layer is
+ * marked `growing`. Returns all reports; the last one is a failure if any failed.
+ */
+export async function runExtraction(
+  runner: NamespaceRunner,
+  job: ExtractJob,
+  onReport?: (report: ExtractReport) => void,
+  growing: (GrowingFile | undefined)[] = [],
+): Promise<FinalReport[]> {
   const reports: FinalReport[] = [];
-  const result = await runner.run([process.execPath, extractMain], {
-    input: JSON.stringify(job),
-    onStdoutLine: (line) => {
-      let report: ExtractReport;
-      try {
-        report = JSON.parse(line) as ExtractReport;
-      } catch {
-        return;
-      }
-      if (!('ok' in report)) {
-        onReport?.(report);
-        return;
-      }
-      reports.push(report);
-      onReport?.(report);
-    },
-  });
-  if (reports.length === 0 || (result.exitCode !== 0 && reports.every((r) => 'ok' in r && r.ok))) {
-    const reason = result.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit status ${result.exitCode}`;
-    throw new NookError(`layer extraction failed: ${reason}`, { detail: result.stderr });
+  const input = new PassThrough();
+  input.write(`${JSON.stringify(job)}\n`);
+  let open = 0;
+  const unfollow: (() => void)[] = [];
+  for (const [index, file] of growing.entries()) {
+    if (!file || !job.layers[index]?.growing) continue;
+    open++;
+    unfollow.push(
+      file.follow((growth) => {
+        if (input.writableEnded) return;
+        input.write(`${JSON.stringify({ index, growth } satisfies GrowthLine)}\n`);
+        if (!('available' in growth) && --open === 0) input.end();
+      }),
+    );
   }
-  return reports;
+  if (open === 0) input.end();
+  try {
+    const result = await runner.run([process.execPath, extractMain], {
+      input,
+      onStdoutLine: (line) => {
+        let report: ExtractReport;
+        try {
+          report = JSON.parse(line) as ExtractReport;
+        } catch {
+          return;
+        }
+        if (!('ok' in report)) {
+          onReport?.(report);
+          return;
+        }
+        reports.push(report);
+        onReport?.(report);
+      },
+    });
+    if (reports.length === 0 || (result.exitCode !== 0 && reports.every((r) => 'ok' in r && r.ok))) {
+      const reason = result.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit status ${result.exitCode}`;
+      throw new NookError(`layer extraction failed: ${reason}`, { detail: result.stderr });
+    }
+    return reports;
+  } finally {
+    for (const stop of unfollow) stop();
+    input.end();
+  }
 }

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { NookError } from '../lib/errors.js';
 import { silentProgress, type Progress } from '../lib/progress.js';
 import { detectFileCompression } from './compression.js';
-import { shortDigest } from './digest.js';
+import { shortDigest, type Digest } from './digest.js';
 import { detectFormat, readDockerArchive, readOciLayout, type ArchiveImage } from './archive/formats.js';
 import { unpackArchive, type UnpackedArchive } from './archive/unpack-archive.js';
 import type { Compression, LayerRef } from './records.js';
@@ -47,22 +47,32 @@ export async function loadImages(store: ImageStore, input: string, options: Load
       } catch (error) {
         throw new NookError(`cannot read ${input}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`, { cause: error });
       }
-      archive = isDir ? { dir: input, links: new Map() } : await unpackArchive(input, lease.tempDir(), what);
+      archive = isDir ? { dir: input, links: new Map(), digests: new Map() } : await unpackArchive(input, lease.tempDir(), what);
     }
     const format = detectFormat(archive, what);
     const images = format === 'docker-archive' ? readDockerArchive(archive, what) : readOciLayout(archive, what);
     const loaded: LoadedImage[] = [];
-    for (const image of images) loaded.push(await storeImage(lease, image, progress));
+    for (const image of images) loaded.push(await storeImage(lease, image, archive, progress));
     return loaded;
   });
 }
 
-async function storeImage(lease: StoreLease, image: ArchiveImage, progress: Progress): Promise<LoadedImage> {
+async function storeImage(lease: StoreLease, image: ArchiveImage, archive: UnpackedArchive, progress: Progress): Promise<LoadedImage> {
   const layers: LayerRef[] = [];
   for (const [i, layer] of image.layers.entries()) {
     const what = `layer ${i + 1} of ${image.what}`;
-    const task = progress.task(`Copying blob ${shortDigest(layer.digest ?? layer.diffId)}`, statSync(layer.path).size);
-    const { digest, size } = await lease.ingestFile(layer.path, layer.digest, what, task);
+    const size = statSync(layer.path).size;
+    const task = progress.task(`Copying blob ${shortDigest(layer.digest ?? layer.diffId)}`, size);
+    // hashed while the archive was unpacked: no second read of every layer
+    const hashed = archive.digests.get(layer.path);
+    let digest: Digest;
+    if (hashed !== undefined && (layer.digest === undefined || hashed === layer.digest)) {
+      await lease.ingestVerifiedFile(layer.path, hashed);
+      digest = hashed;
+      task.update(size);
+    } else {
+      digest = (await lease.ingestFile(layer.path, layer.digest, what, task)).digest;
+    }
     task.finish();
     const detected = detectFileCompression(lease.store.blobPath(digest));
     if (detected === 'xz' || detected === 'bzip2') throw new NookError(`${what} is ${detected}-compressed, which image layers cannot be (only gzip, zstd or none)`);

@@ -59,6 +59,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable, type Readable } from 'node:stream';
@@ -66,10 +67,12 @@ import { NookError, errnoCode } from '../lib/errors.js';
 import { acquireLock, tryLock, withLock, type FileLock } from '../lib/lock.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../lib/atomic.js';
 import { ensureDir, type NookPaths } from '../lib/paths.js';
+import { mark } from '../lib/timing.js';
 import { silentProgress, type Progress, type ProgressTask } from '../lib/progress.js';
 import type { Syscalls } from '../syscalls/syscalls.js';
 import { DigestStream, digestHex, sha256Of, shortDigest, type Digest } from './digest.js';
 import { runExtraction } from './extract.js';
+import type { GrowingFile } from './growing-file.js';
 import { parseImageConfig, type Compression, type ImageConfig, type ImageRecord, type ImageRunConfig, type ImageView, type LayerRecord, type LayerRef } from './records.js';
 import { resolveName } from './names.js';
 import { splitReference } from './reference.js';
@@ -129,6 +132,21 @@ export interface LayerToUnpack {
   compression: Compression;
   /** for messages: "layer 2/5 of docker.io/library/busybox" */
   what?: string;
+  /** the blob is not in the store yet but being downloaded: extract it as it arrives (see BlobDownload) */
+  download?: BlobDownload;
+}
+
+/**
+ * A blob being written into a file outside the store (a pull's partial
+ * download) that a layer is extracted from while it grows. `stored` settles
+ * when the download is over: resolved once the blob is complete, verified
+ * against its digest and in the store; rejected otherwise. The layer is put in
+ * place only after it resolved; a rejection is the error of the whole unpack.
+ */
+export interface BlobDownload {
+  path: string;
+  file: GrowingFile;
+  stored: Promise<void>;
 }
 
 export interface RemovalReport {
@@ -747,6 +765,16 @@ export class StoreLease {
     await pipeline(createReadStream(path), hasher, devNull());
     const digest = hasher.digest();
     if (expected && digest !== expected) throw new NookError(`${what ?? path}: content does not match its digest ${shortDigest(expected)} (got ${shortDigest(digest)})`);
+    await this.ingestVerifiedFile(path, digest);
+    return { digest, size: hasher.size };
+  }
+
+  /**
+   * As ingestFile, for a file whose content the caller has just verified to
+   * be `digest` (a download hashed as it was written, under its lock):
+   * reading 50 MB again to hash it once more cost a tenth of a pull's CPU.
+   */
+  async ingestVerifiedFile(path: string, digest: Digest): Promise<void> {
     const hex = digestHex(digest);
     await this.pin('blobs', [hex]);
     const lock = await this.itemLock('blob', hex);
@@ -765,7 +793,6 @@ export class StoreLease {
     } finally {
       lock.release();
     }
-    return { digest, size: hasher.size };
   }
 
   /** Stores small content (configs, manifests) as a blob; returns its digest. */
@@ -784,9 +811,12 @@ export class StoreLease {
   /**
    * Extracts the layers that are not in the store yet, in one helper process
    * in the user namespace; each layer's uncompressed digest must equal its
-   * diffId. Layers are renamed into place only when complete and verified.
+   * diffId. Layers are renamed into place only when complete and verified
+   * (for a layer extracted while its blob downloads: and the blob stored).
+   * `background`: extracted at a lower CPU priority, for layers that have
+   * time (a pull's small layers while its biggest one is extracted).
    */
-  async unpackLayers(layers: LayerToUnpack[], options: { progress?: Progress } = {}): Promise<LayerRecord[]> {
+  async unpackLayers(layers: LayerToUnpack[], options: { progress?: Progress; background?: boolean } = {}): Promise<LayerRecord[]> {
     const progress = options.progress ?? silentProgress;
     await this.pin('layers', layers.map((l) => digestHex(l.diffId)));
     await this.pin('blobs', layers.map((l) => digestHex(l.blob)));
@@ -799,41 +829,66 @@ export class StoreLease {
       for (const layer of [...missing].sort((a, b) => compareText(a.diffId, b.diffId))) locks.push(await this.itemLock('layer', digestHex(layer.diffId), progress));
       for (const layer of missing) {
         if (this.store.readLayerRecord(layer.diffId)) continue; // another process did it meanwhile
-        if (!existsSync(this.store.blobPath(layer.blob))) throw new NookError(`${layer.what ?? `layer ${shortDigest(layer.diffId)}`}: blob ${shortDigest(layer.blob)} is not in the store`);
+        if (!layer.download && !existsSync(this.store.blobPath(layer.blob))) throw new NookError(`${layer.what ?? `layer ${shortDigest(layer.diffId)}`}: blob ${shortDigest(layer.blob)} is not in the store`);
         const dir = this.tempDir();
         mkdirSync(join(dir, 'diff'), { mode: 0o755 });
         work.push({ layer, dir });
       }
-      if (work.length > 0) await this.extract(work, progress);
+      if (work.length > 0) await this.extract(work, progress, options.background ?? false);
     } catch (error) {
       await this.store.removeTrees(work.map((w) => w.dir).filter((d) => existsSync(d))).catch(() => undefined);
       throw error;
     } finally {
       for (const lock of locks) lock.release();
     }
+    // a layer another process added while this one's blob was downloading: the download must still end well
+    await Promise.all(layers.map((l) => l.download?.stored));
     return layers.map((l) => this.store.readLayerRecord(l.diffId)!);
   }
 
-  private async extract(work: { layer: LayerToUnpack; dir: string }[], progress: Progress): Promise<void> {
+  private async extract(work: { layer: LayerToUnpack; dir: string }[], progress: Progress, background: boolean): Promise<void> {
     const tasks = work.map((w) => progress.task(`Extracting layer ${shortDigest(w.layer.diffId)}`));
     const runner = await this.store.runner();
-    const reports = await runExtraction(
-      runner,
-      {
-        layers: work.map((w) => ({ blob: this.store.blobPath(w.layer.blob), target: join(w.dir, 'diff'), what: w.layer.what ?? `layer ${shortDigest(w.layer.diffId)}` })),
-        ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
-        unmappedHint: runner.unmappedHint,
-      },
-      (report) => {
-        if (report.index < 0) return;
-        if (!('ok' in report)) tasks[report.index]?.update(report.progress);
-        else if (report.ok) tasks[report.index]?.finish();
-        else tasks[report.index]?.fail();
-      },
+    mark(`extraction of ${work.map((w) => shortDigest(w.layer.diffId)).join(', ')} starts`);
+    // One helper per CPU, the layers shared out by size: extraction is CPU and
+    // metadata bound, and a layer's files are written by one thread.
+    const groups = shareOut(work.map((w, index) => ({ index, weight: w.layer.download ? 0 : safeSize(this.store.blobPath(w.layer.blob)) })), availableParallelism());
+    const outcomes = await Promise.allSettled(
+      groups.map(async (group) => {
+        const items = group.map((g) => work[g.index]!);
+        const reports = await runExtraction(
+          runner,
+          {
+            layers: items.map((w) => ({
+              blob: w.layer.download?.path ?? this.store.blobPath(w.layer.blob),
+              target: join(w.dir, 'diff'),
+              what: w.layer.what ?? `layer ${shortDigest(w.layer.diffId)}`,
+              growing: w.layer.download !== undefined,
+            })),
+            ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
+            unmappedHint: runner.unmappedHint,
+            ...(background ? { nice: BACKGROUND_NICE } : {}),
+          },
+          (report) => {
+            const task = report.index < 0 ? undefined : tasks[group[report.index]!.index];
+            if (!('ok' in report)) task?.update(report.progress);
+            else if (report.ok) task?.finish();
+            else task?.fail();
+          },
+          items.map((w) => w.layer.download?.file),
+        );
+        return reports.map((report) => ({ ...report, index: group[report.index]!.index }));
+      }),
     );
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw await downloadErrorFirst(work, failed.reason);
+    const reports = outcomes.flatMap((o) => (o.status === 'fulfilled' ? o.value : [])).sort((a, b) => a.index - b.index);
+    mark(`extraction of ${work.map((w) => shortDigest(w.layer.diffId)).join(', ')} done`);
     for (const report of reports) {
-      if (!report.ok) throw new NookError(report.message);
+      if (!report.ok) throw await downloadErrorFirst(work, new NookError(report.message));
       const { layer, dir } = work[report.index]!;
+      // A blob that does not match its digest is the error, whatever its content made of the layer.
+      await layer.download?.stored;
       if (report.diffId !== layer.diffId) {
         throw new NookError(`${layer.what ?? `layer ${shortDigest(layer.diffId)}`}: its uncompressed content has digest ${report.diffId}, but the image config says ${layer.diffId} (corrupt or tampered image)`);
       }
@@ -953,6 +1008,38 @@ export class StoreLease {
     }
     return result;
   }
+}
+
+/**
+ * The niceness of helpers extracting layers in the background of a bigger
+ * one: the kernel then gives the CPU to the layer the pull waits for.
+ */
+const BACKGROUND_NICE = 10;
+
+/**
+ * Splits weighted items into at most `count` groups of about equal weight
+ * (heaviest first, each to the lightest group), none empty.
+ */
+function shareOut<T extends { weight: number }>(items: T[], count: number): T[][] {
+  const groups = Array.from({ length: Math.max(1, Math.min(count, items.length)) }, () => ({ weight: 0, items: [] as T[] }));
+  for (const item of [...items].sort((a, b) => b.weight - a.weight)) {
+    const lightest = groups.reduce((a, b) => (b.weight < a.weight ? b : a));
+    lightest.items.push(item);
+    lightest.weight += item.weight;
+  }
+  return groups.map((g) => g.items).filter((g) => g.length > 0);
+}
+
+/**
+ * When extracting a layer from a blob still downloading failed, the download's
+ * own failure (a digest mismatch, a broken connection) is the real cause, and
+ * the extraction's (corrupt gzip from a tampered blob, a file cut short) only
+ * its symptom: wait for the downloads to end and prefer their error.
+ */
+async function downloadErrorFirst(work: { layer: LayerToUnpack }[], error: unknown): Promise<unknown> {
+  const downloads = await Promise.allSettled(work.map((w) => w.layer.download?.stored));
+  const failed = downloads.find((d): d is PromiseRejectedResult => d.status === 'rejected');
+  return failed ? failed.reason : error;
 }
 
 /**

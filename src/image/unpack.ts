@@ -23,7 +23,7 @@
  * container's /dev is made by nook); 0/0 character devices are whiteouts.
  */
 import { closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, writeSync, chmodSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { NookError } from '../lib/errors.js';
 import type { Syscalls } from '../syscalls/syscalls.js';
 import { readTar, type TarEntry } from './tar-reader.js';
@@ -129,8 +129,12 @@ function lstatOrNull(path: string): Stats | null {
 }
 
 /** Unpacks `source` (an uncompressed tar stream) into `root`, which must exist and be empty. */
-export async function unpackLayer(source: AsyncIterable<Buffer>, root: string, options: UnpackOptions): Promise<UnpackResult> {
+export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string, options: UnpackOptions): Promise<UnpackResult> {
   const { what, syscalls } = options;
+  // paths are built by concatenation below: the root must be in normal form
+  const root = resolve(rootDir);
+  // the permission bits given to open() are final only without a umask
+  const umask = process.umask();
   const result: UnpackResult = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0, whiteoutFormat: 'overlay', notes: [] };
   const dirs = new Map<string, PendingDir>();
   const skippedDevices: string[] = [];
@@ -138,11 +142,26 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, root: string, o
   let squashedOwners = 0;
   let freeBytesChecked = 0;
 
+  /**
+   * Directories known to be real directories of this layer (created here, or
+   * checked with lstat): most entries share their parent with the previous
+   * one, and checking every component of every path again cost a third of
+   * the extraction. Only this function removes anything from the tree, and it
+   * forgets what it removes, so the set never names a path that became a
+   * symlink since.
+   */
+  const knownDirs = new Set<string>([root]);
+
   /** Walks to the parent of `components`, creating missing directories, never following a symlink. */
   const parentOf = (components: string[], entryPath: string): string => {
+    if (components.length === 1) return root;
+    const parentPath = `${root}/${components.slice(0, -1).join('/')}`;
+    if (knownDirs.has(parentPath)) return parentPath;
     let current = root;
     for (let i = 0; i < components.length - 1; i++) {
-      const next = join(current, components[i]!);
+      const next = `${current}/${components[i]!}`;
+      current = next;
+      if (knownDirs.has(next)) continue;
       const st = lstatOrNull(next);
       if (!st) {
         mkdirSync(next, { mode: 0o755 });
@@ -151,17 +170,35 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, root: string, o
       } else if (!st.isDirectory()) {
         throw new NookError(`${what}: refusing ${short(entryPath)}: ${short(components.slice(0, i + 1).join('/'))} is not a directory`);
       }
-      current = next;
+      knownDirs.add(next);
     }
     return current;
+  };
+
+  const forget = (path: string) => {
+    knownDirs.delete(path);
+    const below = `${path}/`;
+    for (const dir of knownDirs) if (dir.startsWith(below)) knownDirs.delete(dir);
   };
 
   const removeExisting = (path: string, keepDirectory: boolean): Stats | null => {
     const st = lstatOrNull(path);
     if (!st) return null;
     if (keepDirectory && st.isDirectory()) return st;
+    forget(path);
     rmSync(path, { recursive: true, force: true }); // removes a symlink itself, never its target
     return null;
+  };
+
+  /** Runs `create` (which must fail with EEXIST rather than follow or reuse what is there); on EEXIST removes the old entry and runs it again. */
+  const createReplacing = <T>(path: string, create: () => T): T => {
+    try {
+      return create();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      removeExisting(path, false);
+      return create();
+    }
   };
 
   const ownerFor = (entry: TarEntry, path: string): { uid: number; gid: number } => {
@@ -244,27 +281,36 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, root: string, o
     }
 
     const parent = components.length === 0 ? root : parentOf(components, entry.path);
-    const path = components.length === 0 ? root : join(parent, base!);
+    const path = components.length === 0 ? root : `${parent}/${base!}`;
     if (components.length === 0 && entry.type !== 'directory') throw new NookError(`${what}: refusing ${short(entry.path)}: the layer's root must be a directory`);
     const owner = options.chown ? ownerFor(entry, entry.path) : undefined;
 
     switch (entry.type) {
       case 'directory': {
-        if (components.length > 0 && !removeExisting(path, true)) mkdirSync(path, { mode: 0o700 });
+        if (components.length > 0 && !knownDirs.has(path)) {
+          try {
+            mkdirSync(path, { mode: 0o700 });
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+            if (!removeExisting(path, true)) mkdirSync(path, { mode: 0o700 });
+          }
+          knownDirs.add(path);
+        }
         if (owner) lchownSync(path, owner.uid, owner.gid);
         applyXattrs(path, entry);
         dirs.set(path, { path, mode: entry.mode, mtime: entry.mtime });
         break;
       }
       case 'file': {
-        removeExisting(path, false);
         if (entry.size > 64 * 1024 * 1024 && entry.size > freeBytesChecked) {
           const fs = syscalls.statfs(root);
           const free = Number(fs.blocksAvailable) * fs.blockSize;
           if (entry.size > free) throw new NookError(`${what}: ${short(entry.path)} declares ${entry.size} bytes, more than the ${free} bytes free where the store is`);
           freeBytesChecked = free;
         }
-        const fd = openSync(path, 'wx', 0o600);
+        // O_EXCL: never through a symlink, never into an existing file. The
+        // helper runs with umask 0, so the permission bits are final already.
+        const fd = createReplacing(path, () => openSync(path, 'wx', entry.mode & 0o777));
         try {
           for await (const chunk of body) {
             let written = 0;
@@ -273,7 +319,7 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, root: string, o
           // chown first: it clears setuid bits and file capabilities set before it
           if (owner) fchownSync(fd, owner.uid, owner.gid);
           applyXattrs(path, entry);
-          fchmodSync(fd, entry.mode);
+          if ((entry.mode & 0o7000) !== 0 || umask !== 0) fchmodSync(fd, entry.mode);
           futimesSync(fd, entry.mtime, entry.mtime);
         } finally {
           closeSync(fd);
@@ -285,8 +331,7 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, root: string, o
         if (Buffer.byteLength(entry.linkpath) > maxPathBytes || entry.linkpath.includes('\0')) {
           throw new NookError(`${what}: refusing symlink ${short(entry.path)}: its target is not a valid path`);
         }
-        removeExisting(path, false);
-        symlinkSync(entry.linkpath, path);
+        createReplacing(path, () => symlinkSync(entry.linkpath, path));
         if (owner) lchownSync(path, owner.uid, owner.gid);
         applyXattrs(path, entry);
         lutimesSync(path, entry.mtime, entry.mtime);

@@ -12,8 +12,8 @@
  * (>= 2.38, first range only). Real root needs no namespace: ids map to
  * themselves.
  */
-import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { userInfo } from 'node:os';
 import { NookError } from '../lib/errors.js';
 
@@ -23,9 +23,15 @@ export interface RunResult {
   stderr: string;
 }
 
+export interface RunOptions {
+  /** stdin: all of it, or a stream that is piped in as it comes (ended when the stream ends) */
+  input?: string | Readable;
+  onStdoutLine?: (line: string) => void;
+}
+
 export interface NamespaceRunner {
   /** Runs argv as root in the user namespace. Never throws for a non-zero exit. */
-  run(argv: string[], options?: { input?: string; onStdoutLine?: (line: string) => void }): Promise<RunResult>;
+  run(argv: string[], options?: RunOptions): Promise<RunResult>;
   /** How the user gets more ids, for "owned by uid N, outside the ids available" errors. */
   readonly unmappedHint: string;
 }
@@ -102,7 +108,8 @@ function executorRunner(user: string): NamespaceRunner {
         });
       const streams = Promise.all([ended(handle.stdout), ended(handle.stderr)]);
       handle.stdin?.on('error', () => undefined); // the helper may exit before reading everything
-      handle.stdin?.end(options.input ?? '');
+      if (typeof options.input === 'object' && handle.stdin) options.input.pipe(handle.stdin);
+      else handle.stdin?.end(options.input ?? '');
       await handle.started;
       const exit = await handle.exit;
       await streams;
@@ -133,9 +140,12 @@ function unshareRunner(user: string, uid: number): NamespaceRunner {
   };
 }
 
-async function runCommand(argv: string[], options: { input?: string; onStdoutLine?: (line: string) => void } = {}): Promise<RunResult> {
+async function runCommand(argv: string[], options: RunOptions = {}): Promise<RunResult> {
   const [file, ...rest] = argv;
+  // execa (175 modules, ~100 ms to load) only here: the executor runner, the usual one, does without it
+  const { execa } = await import('execa');
   const child = execa(file!, rest, { input: options.input ?? '', reject: false, stripFinalNewline: false, buffer: true });
+  child.stdin?.on('error', () => undefined); // the helper may exit before reading everything
   if (options.onStdoutLine) {
     let pending = '';
     const onLine = options.onStdoutLine;

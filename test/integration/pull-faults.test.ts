@@ -64,6 +64,42 @@ test('a tampered blob in the registry fails the pull naming its digest, and the 
   t.deepEqual(storageEntries(store, 'tmp'), [], 'no work space');
 });
 
+test('a blob whose content is a good layer but not its digest: extracted while it downloads, and still nothing is kept', async (t) => {
+  const registry = await startPrivateRegistry(t);
+  await registry.push(layeredOciLayout(), 'retimed:latest');
+  const [big] = facts.layered.layerDigests;
+  // the gzip header's MTIME (bytes 4-7): same size, same tar inside (the diff id
+  // checks out), another blob digest, noticed only once the last byte is in
+  const file = registry.blobFile(big!);
+  const fd = openSync(file, 'r+');
+  try {
+    writeSync(fd, Buffer.from([0x12, 0x34, 0x56, 0x78]), 0, 4, 4);
+  } finally {
+    closeSync(fd);
+  }
+
+  const store = await tempStore(t);
+  const result = await pull(store, registry, `${registry.host}/retimed:latest`);
+  t.is(result.exitCode, 125, describe(result));
+  t.regex(result.stderr.trim().split('\n').pop()!, new RegExp(`^Error: blob ${big} from ${registry.host}/retimed does not match its digest`));
+  t.deepEqual(await new ImageStore({ root: store.root, runRoot: store.runroot }).listImages(), []);
+  t.false(storageEntries(store, 'layers').includes(hex(facts.layered.diffIds[0]!)), 'no layer of that blob');
+  t.false(storageEntries(store, 'blobs/sha256').includes(hex(big!)), 'no blob');
+  t.deepEqual(storageEntries(store, 'partial').filter((f) => f.startsWith(hex(big!)) && !f.endsWith('.lock')), [], 'no partial download to resume from');
+  t.deepEqual(storageEntries(store, 'tmp'), [], 'no work space');
+});
+
+/** Files of layers being extracted in the stores' work space (storage/tmp/LEASE/DIR/diff/...). */
+function extractingFile(store: TempStore, relative: string): string | undefined {
+  for (const lease of storageEntries(store, 'tmp')) {
+    for (const work of storageEntries(store, `tmp/${lease}`)) {
+      const path = join(store.root, 'storage/tmp', lease, work, 'diff', relative);
+      if (existsSync(path)) return path;
+    }
+  }
+  return undefined;
+}
+
 test('a pull killed in the middle of a download resumes from where it stopped and skips what was done', async (t) => {
   const registry = await startPrivateRegistry(t);
   await registry.push(layeredOciLayout(), 'resume:latest');
@@ -80,13 +116,19 @@ test('a pull killed in the middle of a download resumes from where it stopped an
   const partial = join(store.root, 'storage/partial', `${hex(big!)}.partial`);
   const smallLayer = join(store.root, 'storage/layers', hex(facts.layered.diffIds[1]!));
   const deadline = Date.now() + 30_000;
-  // the big blob stalls at `cut` bytes; the small layer completes and is unpacked meanwhile
-  while (!(existsSync(partial) && statSync(partial).size === cut && existsSync(smallLayer))) {
+  // the big blob stalls at `cut` bytes, its layer being extracted from what arrived; the small layer completes meanwhile
+  const extracting = () => {
+    const busybox = extractingFile(store, 'bin/busybox');
+    return busybox !== undefined && statSync(busybox).size > 0;
+  };
+  while (!(existsSync(partial) && statSync(partial).size === cut && existsSync(smallLayer) && extracting())) {
     if (Date.now() > deadline || first.exitCode !== null) break;
     await sleep(50);
   }
   t.true(existsSync(partial) && statSync(partial).size === cut, `the download stalled at ${cut} bytes`);
   t.true(existsSync(smallLayer), 'the small layer was unpacked before the interruption');
+  t.true(extracting(), 'the stalled layer is being extracted from the part that arrived');
+  t.false(existsSync(join(store.root, 'storage/layers', hex(facts.layered.diffIds[0]!))), 'but it is not in the store');
   first.kill('SIGKILL');
   const killed = await first;
   t.is(killed.signal, 'SIGKILL');

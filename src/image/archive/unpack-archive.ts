@@ -6,10 +6,12 @@
  * which older `docker save` writes for repeated layers, are recorded rather
  * than created and resolved inside the archive by `resolveMember`.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeSync, lstatSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { NookError } from '../../lib/errors.js';
 import { openDecompressed } from '../compression.js';
+import type { Digest } from '../digest.js';
 import { readTar } from '../tar-reader.js';
 import { safeComponents } from '../unpack.js';
 
@@ -17,10 +19,16 @@ export interface UnpackedArchive {
   dir: string;
   /** member path -> the member it links to (archive-relative) */
   links: Map<string, string>;
+  /**
+   * on-disk path of a file member -> the sha256 of its content, computed as
+   * it was written, so that storing a layer blob need not read it again
+   */
+  digests: Map<string, Digest>;
 }
 
 export async function unpackArchive(file: string, dir: string, what: string): Promise<UnpackedArchive> {
   const links = new Map<string, string>();
+  const digests = new Map<string, Digest>();
   const { stream } = openDecompressed(file, what);
   try {
     for await (const { entry, body } of readTar(stream, { what })) {
@@ -37,14 +45,17 @@ export async function unpackArchive(file: string, dir: string, what: string): Pr
         mkdirSync(path, { recursive: true, mode: 0o700 });
       } else if (entry.type === 'file') {
         const fd = openSync(path, 'w', 0o600);
+        const hash = createHash('sha256');
         try {
           for await (const chunk of body) {
+            hash.update(chunk);
             let written = 0;
             while (written < chunk.length) written += writeSync(fd, chunk, written, chunk.length - written);
           }
         } finally {
           closeSync(fd);
         }
+        digests.set(path, `sha256:${hash.digest('hex')}`);
       } else if (entry.type === 'symlink') {
         // relative to the link's directory, as the filesystem would resolve it
         const target = entry.linkpath.startsWith('/') ? entry.linkpath : posix.join(posix.dirname(name), entry.linkpath);
@@ -62,7 +73,7 @@ export async function unpackArchive(file: string, dir: string, what: string): Pr
     }
     throw new NookError(`${what}: cannot unpack: ${(error as Error).message}`, { cause: error });
   }
-  return { dir, links };
+  return { dir, links, digests };
 }
 
 /** The on-disk path of archive member `name`, following recorded links (inside the archive only). */

@@ -3,6 +3,7 @@
  * client is written against this, and src/image/store.ts provides it
  * (see ./store-destination.ts). Tests can pass any implementation.
  */
+import type { GrowingFile } from '../growing-file.js';
 import type { ImageReference } from '../reference.js';
 import type { LayerDescriptor, Platform } from './manifest.js';
 
@@ -32,6 +33,16 @@ export interface LockHandle {
   release(): void;
 }
 
+/** A layer's blob being downloaded into a partial file, which the destination may read as it grows. */
+export interface DownloadingBlob {
+  /** the partial file (in `partialDir`) */
+  path: string;
+  /** how much of it is written, and when it is complete */
+  file: GrowingFile;
+  /** settles when the download ends: resolved when the whole blob is there and matches its digest */
+  done: Promise<void>;
+}
+
 export interface PullDestination {
   /**
    * A directory on the store's file system for blobs being downloaded. Files
@@ -50,13 +61,16 @@ export interface PullDestination {
   /** Is the blob itself in the store (the layer only needs unpacking)? */
   hasBlob(digest: string): Promise<boolean>;
   /**
-   * Puts a complete, verified blob into the store (the file at `blobPath`,
-   * which the store may hard-link or copy; undefined when hasBlob said it is
-   * there) and unpacks it as the layer `layer.diffId`, verifying the
-   * uncompressed digest. Nothing is visible unless it all succeeded; a layer
-   * another process added meanwhile is not an error.
+   * Unpacks the layer `layer.diffId` (verifying the uncompressed digest) from
+   * its blob, which is either being downloaded (`blob`: unpacked as it
+   * arrives, and put into the store, which may hard-link or copy the file,
+   * once the download succeeded) or in the store already (undefined, when
+   * hasBlob said so). Nothing is visible unless it all succeeded; a layer
+   * another process added meanwhile is not an error. `background`: the pull
+   * does not wait for this layer most (a bigger one is being added too), so
+   * it may get less CPU.
    */
-  addLayer(blobPath: string | undefined, layer: PulledLayer): Promise<void>;
+  addLayer(blob: DownloadingBlob | undefined, layer: PulledLayer, options?: { background?: boolean }): Promise<void>;
   /** Records the image and its name once every layer is in. Returns the image id (the config digest). */
   addImage(image: PulledImage): Promise<string>;
 }

@@ -2,17 +2,19 @@
  * `nook pull`: resolve a reference to a registry (short names through the
  * unqualified-search list, registries.conf locations and mirrors), fetch the
  * manifest (choosing the platform from a list), the config, then every layer
- * in parallel, each unpacked as soon as it is complete, and record the image.
+ * in parallel, each unpacked while it downloads, and record the image.
  */
 import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { NookError } from '../../lib/errors.js';
+import { mark } from '../../lib/timing.js';
 import { silentProgress, type Progress } from '../../lib/progress.js';
 import { formatReference, pullCandidates, splitReference, type ImageReference } from '../reference.js';
 import { findCredentials, type Credentials } from './auth-file.js';
 import { downloadBlob } from './blob-download.js';
 import { fetchManifest, openBlob, sha256Hex, type FetchedManifest } from './client.js';
+import { GrowingFile } from '../growing-file.js';
 import { checkDecompressors } from './decompress.js';
 import type { PullDestination, PulledLayer } from './destination.js';
 import { RegistryError, isRegistryError } from './errors.js';
@@ -94,7 +96,9 @@ export async function pullImage(input: string, options: PullOptions): Promise<Pu
   try {
     // $NOOK_UNQUALIFIED_SEARCH_REGISTRIES says where short names go: aliases do not override it.
     const aliased = env.NOOK_UNQUALIFIED_SEARCH_REGISTRIES === undefined ? expandAlias(input, registries) : input;
+    mark('pull: start');
     const resolved = await resolveImage(aliased, options, registries, transport, progress);
+    mark('pull: manifest fetched');
     return await pullResolved(resolved, { ...options, signal }, progress, stop);
   } finally {
     transport.close();
@@ -204,6 +208,7 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
 
   progress.step('Getting image source signatures');
   const configBytes = await fetchConfig(session, image, name);
+  mark('pull: config fetched');
   const config = parseConfig(configBytes, name);
   if (config.diffIds.length !== image.layers.length) {
     throw new RegistryError('server', `${name}: the manifest has ${image.layers.length} layers but the config lists ${config.diffIds.length}`);
@@ -215,15 +220,18 @@ async function pullResolved(resolved: Resolved, options: PullOptions, progress: 
 
   const layers: PulledLayer[] = image.layers.map((descriptor, i) => ({ descriptor, diffId: config.diffIds[i]! }));
   const unpackSlots = new Slots(options.unpackConcurrency ?? availableParallelism());
+  // The pull waits for its biggest layer most: the others are extracted at a lower CPU priority.
+  const biggest = Math.max(...layers.map((l) => l.descriptor.size));
   const outcome = await runLimited(layers, options.concurrency ?? 6, async (layer) => {
     try {
-      return await pullLayer(session, layer, options, progress, unpackSlots);
+      return await pullLayer(session, layer, options, progress, unpackSlots, layer.descriptor.size < biggest);
     } catch (error) {
       stop.abort(error);
       throw error;
     }
   });
 
+  mark('pull: layers in');
   const configTask = progress.task(`Copying config ${shortHex(image.config.digest)}`, configBytes.length);
   configTask.update(configBytes.length);
   configTask.finish();
@@ -263,7 +271,7 @@ function partialPathOf(destination: PullDestination, digest: string): string {
 }
 
 /** Downloads and unpacks one layer unless the store has it; true when it was skipped. */
-async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress, unpackSlots: Slots): Promise<boolean> {
+async function pullLayer(session: RegistrySession, layer: PulledLayer, options: PullOptions, progress: Progress, unpackSlots: Slots, background: boolean): Promise<boolean> {
   const { destination } = options;
   const digest = layer.descriptor.digest;
   const label = `Copying blob ${shortHex(digest)}`;
@@ -280,19 +288,41 @@ async function pullLayer(session: RegistrySession, layer: PulledLayer, options: 
     }
     if (await destination.hasBlob(digest)) {
       progress.task(label).finish('skipped: already exists');
-      await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(undefined, layer));
+      await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(undefined, layer, { background }));
       return false;
     }
+    // The layer is extracted from the partial file while it downloads; the
+    // store keeps it only once the download is complete and verified.
     const partialPath = partialPathOf(destination, digest);
     const task = progress.task(label, layer.descriptor.size);
-    try {
-      await downloadBlob({ session, descriptor: layer.descriptor, partialPath, onProgress: (n) => task.update(n), signal: options.signal });
-    } catch (error) {
-      task.fail();
-      throw error;
-    }
-    task.finish();
-    await unpackSlots.run(layer.descriptor.size, () => destination.addLayer(partialPath, layer));
+    const file = new GrowingFile();
+    mark(`pull: download of ${shortHex(digest)} starts`);
+    const done = downloadBlob({
+      session,
+      descriptor: layer.descriptor,
+      partialPath,
+      onProgress: (n) => {
+        task.update(n);
+        file.advance(n);
+      },
+      signal: options.signal,
+    }).then(
+      () => {
+        mark(`pull: download of ${shortHex(digest)} done`);
+        task.finish();
+        file.finish(layer.descriptor.size);
+      },
+      (error: unknown) => {
+        task.fail();
+        file.fail(error instanceof Error ? error : new Error(String(error)));
+        throw error;
+      },
+    );
+    const added = unpackSlots.run(layer.descriptor.size, () => destination.addLayer({ path: partialPath, file, done }, layer, { background }));
+    const [downloaded, unpacked] = await Promise.allSettled([done, added]);
+    mark(`pull: layer ${shortHex(digest)} in`);
+    if (downloaded.status === 'rejected') throw downloaded.reason;
+    if (unpacked.status === 'rejected') throw unpacked.reason;
     return false;
   } finally {
     lock.release();

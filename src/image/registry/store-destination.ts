@@ -3,7 +3,7 @@
  * whole pull (so that a concurrent rmi or prune never removes what the pull
  * is adding), partial downloads in the store's partial/ directory under a
  * per-blob lock of their own, blobs moved in with `ingestFile`, layers
- * unpacked by `unpackLayers` as soon as each blob is complete.
+ * unpacked by `unpackLayers` while each blob downloads.
  */
 import { join } from 'node:path';
 import { acquireLock } from '../../lib/lock.js';
@@ -12,7 +12,7 @@ import type { Progress } from '../../lib/progress.js';
 import { formatReference, repositoryName } from '../reference.js';
 import { ImageStore, type ImageStoreOptions, type StoreLease } from '../store.js';
 import type { Digest } from '../digest.js';
-import type { LockHandle, PullDestination, PulledImage, PulledLayer } from './destination.js';
+import type { DownloadingBlob, LockHandle, PullDestination, PulledImage, PulledLayer } from './destination.js';
 
 export interface StorePaths {
   root?: string | undefined;
@@ -47,11 +47,15 @@ export function leaseDestination(store: ImageStore, lease: StoreLease, progress:
 
     hasBlob: (digest: string) => lease.hasBlob(digest as Digest),
 
-    addLayer: async (blobPath: string | undefined, layer: PulledLayer): Promise<void> => {
+    addLayer: async (blob: DownloadingBlob | undefined, layer: PulledLayer, options: { background?: boolean } = {}): Promise<void> => {
       const digest = layer.descriptor.digest as Digest;
       const what = `layer ${digest.slice(7, 19)}`;
-      if (blobPath !== undefined) await lease.ingestFile(blobPath, digest, what);
-      await lease.unpackLayers([{ blob: digest, diffId: layer.diffId as Digest, compression: layer.descriptor.compression, what }], { progress });
+      // downloadBlob hashed the blob as it wrote it and checked the digest: it goes in as it is
+      const stored = blob?.done.then(() => lease.ingestVerifiedFile(blob.path, digest));
+      // awaited by unpackLayers only once the extraction is over; a failed download before that is no unhandled rejection
+      stored?.catch(() => undefined);
+      const download = blob && stored && { path: blob.path, file: blob.file, stored };
+      await lease.unpackLayers([{ blob: digest, diffId: layer.diffId as Digest, compression: layer.descriptor.compression, what, ...(download ? { download } : {}) }], { progress, ...options });
     },
 
     addImage: async (image: PulledImage): Promise<string> => {
