@@ -11,7 +11,8 @@ import { NookError } from '../lib/errors.js';
 import type { GrowingFile } from './growing-file.js';
 import type { FromGunzipWorker, GunzipWorkerData, ToGunzipWorker } from './gunzip-worker.js';
 
-const workerUrl = new URL('./gunzip-worker.js', import.meta.url);
+// Through the parent directory: the same path from the CLI's bundle in dist/src/cli/.
+const workerUrl = new URL('../image/gunzip-worker.js', import.meta.url);
 
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,4 +114,22 @@ test('the build bundled nook and nook-runtime, and both start from their bundles
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }
+});
+
+test("every path built from import.meta.url goes through a parent directory, so it resolves the same from the bundle in dist/src/cli/", (t) => {
+  const srcDir = fileURLToPath(new URL('../../../src/', import.meta.url));
+  const offenders: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (/\.c?ts$/.test(entry.name)) {
+        for (const match of readFileSync(path, 'utf8').matchAll(/new URL\((['"`])([^'"`]*)\1,\s*import\.meta\.url\)/g)) {
+          if (!match[2]!.startsWith('../')) offenders.push(`${path.slice(srcDir.length)}: ${match[2]}`);
+        }
+      }
+    }
+  };
+  walk(srcDir);
+  t.deepEqual(offenders, []);
 });
