@@ -8,15 +8,16 @@
  * setup process instead accepts on the host and connects from inside the
  * container's network namespace to the container's own address, relaying
  * with splice() (rootlesskit's "builtin" port driver, podman's rootlessport):
- * the data stays in the kernel. UDP stays with slirp4netns; pasta forwards
- * its ports itself (it splices local connections already).
+ * the data stays in the kernel. UDP stays with slirp4netns, and so does TCP
+ * with `port_handler=slirp4netns`; pasta forwards its ports itself (it
+ * splices local connections already).
  */
 import type { PortForward } from '../runtime/plan.js';
 import { slirpAddresses, type NetworkMode } from './mode.js';
 import type { PortMapping } from './publish.js';
 
 export function executorPortForwards(mode: NetworkMode, ports: readonly PortMapping[]): PortForward[] {
-  if (mode.kind !== 'slirp4netns') return [];
+  if (mode.kind !== 'slirp4netns' || mode.options.portHandler !== 'rootlesskit') return [];
   const containerIp = slirpAddresses(mode.options.cidr).guest;
   return ports
     .filter((p) => p.protocol === 'tcp')

@@ -253,3 +253,16 @@ test('kill -9 of a foreground nook run: the container ends and its published por
   t.true(await waitGone(pid, 10_000), 'the container outlived a killed nook');
   t.true(await canListen(port), 'the published port is still taken');
 });
+
+test('--network slirp4netns:port_handler=slirp4netns leaves the port to slirp4netns (the server sees its gateway, 10.0.2.2)', async (t) => {
+  const env = await nookEnv(t);
+  const { dir } = webDir(t, 1);
+  const ports = await runServers(env, 'slirpfwd', dir, ['--network', 'slirp4netns:port_handler=slirp4netns']);
+  const { pid, helperPid } = await containerRecord(env, 'slirpfwd');
+  const port = hostPort(ports, 10);
+  t.deepEqual(listenerHolders(port), [helperPid]);
+  t.not(parentOf(pid), helperPid);
+  t.regex((await download(port)).toString(), /^(::ffff:)?10\.0\.2\.2\n$/);
+  const { ContainerStore } = await import('../../src/container/store.js');
+  t.is(new ContainerStore({ root: env.root, runRoot: env.runRoot }).get('slirpfwd').network.mode, 'slirp4netns:port_handler=slirp4netns');
+});
