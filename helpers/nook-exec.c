@@ -35,7 +35,11 @@
  *       |   namespaces (the pid namespace last, right before the fork, so that
  *       |   mount daemons started by outerOps stay outside it), runs outerOps.
  *       |   Stays alive as the container's parent: reaps it, reports its
- *       |   status to the monitor, stops the mount daemons.
+ *       |   status to the monitor, stops the mount daemons. With published
+ *       |   TCP ports (plan.portForwards) it also relays them: the monitor
+ *       |   made the listeners on the host before this process left the
+ *       |   host's network namespace; it accepts, connects to the container
+ *       |   from inside, and splices both ways (forward_until_exit).
  *       |-- mount daemons (spawn-mount: fuse-overlayfs -f), PR_SET_PDEATHSIG
  *       `-- container process (PID 1 in a new pid namespace)
  *             gets its own copy of the mount namespace when the plan creates

@@ -22,7 +22,8 @@
  *     namespace, runs `outerOps` (mount daemons started by spawn-mount are its
  *     children), then creates/joins the pid namespace (last, so that those
  *     daemons are not its PID 1) and forks the container. It stays as the
- *     container's parent: reaps it, reports its status, stops the daemons.
+ *     container's parent: reaps it, reports its status, stops the daemons,
+ *     and relays `portForwards` (listeners the monitor made on the host).
  *   container process (PID 1 when the pid namespace is new): when the plan
  *     creates a mount namespace it first takes its own copy of it
  *     (unshare(CLONE_NEWNS)), so pivot_root changes only the container's view
