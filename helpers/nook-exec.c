@@ -1947,7 +1947,6 @@ struct relay {
 };
 
 struct forwarder {
-    struct plan *plan;
     struct relay **relays;
     size_t n, cap;
     bool accepting;         /* the container runs */
@@ -1965,6 +1964,7 @@ struct forwarder {
 #define RELAY_PIPE_BYTES 65536
 #define RELAY_BIG_PIPE_BYTES (1 << 20)
 #define RELAY_MAX_BIG_PIPES 4
+#define RELAY_BURST_BYTES (4 << 20) /* then poll again (level-triggered: at once if there is more) */
 static int relay_big_pipes; /* this setup process's grown pipes */
 
 static void relay_close(struct relay *r, bool reset) {
@@ -1984,15 +1984,18 @@ static void relay_close(struct relay *r, bool reset) {
     free(r);
 }
 
-/* Moves what it can from src to dst without blocking; false: the connection failed. */
+/* Moves what it can from src to dst without blocking, up to a burst so that
+ * one busy connection cannot starve the others; false: the connection failed. */
 static bool relay_pump(struct relay_half *h, int src, int dst) {
-    for (;;) {
+    for (size_t moved = 0;;) {
+        if (moved >= RELAY_BURST_BYTES) return true;
         if (h->queued > 0) {
             ssize_t n = splice(h->pipe[0], NULL, dst, NULL, h->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) return true; /* dst is full: POLLOUT brings us back */
             if (n <= 0) return false;
             h->queued -= (size_t)n;
+            moved += (size_t)n;
             continue;
         }
         if (h->eof) break;
@@ -2011,6 +2014,7 @@ static bool relay_pump(struct relay_half *h, int src, int dst) {
             }
         }
     }
+    /* here src has ended and everything it sent is delivered */
     if (!h->shut) {
         /* half-close: the peer sees the end of this direction, the other goes on */
         shutdown(dst, SHUT_WR);
@@ -2132,7 +2136,7 @@ static int forward_until_exit(struct plan *plan, pid_t child, int run_fd, pid_t 
         nofile.rlim_cur = nofile.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
-    struct forwarder fw = { plan, NULL, 0, 0, false, 0 };
+    struct forwarder fw = { NULL, 0, 0, false, 0 };
     struct pollfd *fds = NULL;
     size_t fds_cap = 0;
     int status = 0;
@@ -2278,7 +2282,9 @@ static void set_ids_to_root(void) {
 }
 
 static void stop_daemons(struct opctx *ctx) {
-    for (size_t i = 0; i < ctx->n_daemons; i++) kill(ctx->daemons[i], SIGTERM);
+    for (size_t i = 0; i < ctx->n_daemons; i++) {
+        if (ctx->daemons[i] > 0) kill(ctx->daemons[i], SIGTERM); /* 0: it ended early (kill(0) would signal our group) */
+    }
     long long deadline = now_ms() + DAEMON_STOP_TIMEOUT_MS;
     size_t left = ctx->n_daemons;
     while (left > 0) {
