@@ -3,7 +3,7 @@
  *
  *  - published port: busybox httpd in the container serves a 128 MiB file
  *    from a tmpfs; curl on the host downloads it through 127.0.0.1:PORT
- *    (slirp4netns' port forwarding for nook, rootlessport for podman, each
+ *    (nook's executor forwarder, podman's rootlessport: each
  *    engine's default; and nook with --network pasta when passt is
  *    installed). Floor: the same file from busybox httpd on the host.
  *  - container to host: a server of this process on the host's 127.0.0.1

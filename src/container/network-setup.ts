@@ -8,6 +8,7 @@ import { formatNetworkMode, parseNetworkOption, type NetworkMode } from '../netw
 import { namespacesFor } from '../network/namespaces.js';
 import { containerFiles, type ContainerNetworkFiles } from '../network/files.js';
 import type { ContainerOptions } from './options.js';
+import type { PortForward } from '../runtime/plan.js';
 import type { ContainerRecord, ContainerStore } from './store.js';
 
 export interface CreateNetwork {
@@ -60,6 +61,8 @@ export interface StartNetwork {
   joinUserNamespace: string | null;
   /** The monitor's end of the lifeline: slirp4netns exits when the monitor does. */
   lifelineFd?: number;
+  /** Published TCP ports the executor forwards itself (ExecutorPlan.portForwards). */
+  portForwards: PortForward[];
   /** Attaches the network; `warn` gets what the user should know (e.g. UDP replies that cannot reach host-loopback clients). */
   attach(pid: number, warn?: (line: string) => void): Promise<unknown>;
   release(): Promise<void>;
@@ -70,10 +73,15 @@ export async function prepareNetwork(record: ContainerRecord, store: ContainerSt
   const joined = mode.kind === 'container' ? { pid: runningPeer(store, mode.container).pid! } : undefined;
   const choice = namespacesFor(mode, joined);
   if (!choice.needsAttach) {
-    return { needsAttach: false, joinUserNamespace: choice.joinUserNamespace, attach: async () => undefined, release: async () => {} };
+    return { needsAttach: false, joinUserNamespace: choice.joinUserNamespace, portForwards: [], attach: async () => undefined, release: async () => {} };
   }
-  const [{ parsePublishList, checkPortsAvailable }, attachModule] = await Promise.all([import('../network/publish.js'), import('../network/attach.js')]);
+  const [{ parsePublishList, checkPortsAvailable }, attachModule, { executorPortForwards }] = await Promise.all([
+    import('../network/publish.js'),
+    import('../network/attach.js'),
+    import('../network/port-forwards.js'),
+  ]);
   const ports = await checkPortsAvailable(parsePublishList(record.network.publish));
+  const portForwards = executorPortForwards(mode, ports);
   // slirp4netns gets the read end as its --exit-fd; the executor's monitor
   // holds the write end, so slirp4netns ends with the container even after kill -9 of nook.
   const [ours, theirs] = (await linuxSyscalls()).pipe();
@@ -82,8 +90,9 @@ export async function prepareNetwork(record: ContainerRecord, store: ContainerSt
     needsAttach: true,
     joinUserNamespace: null,
     lifelineFd: theirs,
+    portForwards,
     async attach(pid, warn) {
-      handle = await attachModule.attachNetwork(mode, { pid, ports, runDir: store.stateDir(record.id), runRoot: store.paths.runRoot, lifeline: ours });
+      handle = await attachModule.attachNetwork(mode, { pid, ports, executorForwards: portForwards, runDir: store.stateDir(record.id), runRoot: store.paths.runRoot, lifeline: ours });
       for (const line of handle.warnings) warn?.(line);
       return handle.state;
     },

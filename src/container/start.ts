@@ -90,6 +90,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
   if (network.joinUserNamespace) plan.user = { mode: 'join', path: network.joinUserNamespace };
   if (plan.process.terminal) plan.process.consoleSize = (await import('./terminal.js')).initialTerminalSize();
   plan.hold = network.needsAttach;
+  if (network.portForwards.length) plan.portForwards = network.portForwards;
   const cgroup = record.cgroup && record.cgroup.manager !== 'none' ? await (await import('../cgroups/container.js')).prepareCgroup(record.id, record.cgroup, spec, options.onTrace) : null;
   cgroup?.applyTo(plan);
 
@@ -111,6 +112,7 @@ export async function startContainer(record: ContainerRecord, paths: NookPaths, 
       mark('start: executor created the container');
       networkState = await network.attach(created.pid, options.onWarn);
       options.onTrace?.(`network: ${describeNetwork(networkState)} attached to /proc/${created.pid}/ns/net`);
+      for (const f of plan.portForwards ?? []) options.onTrace?.(`network: tcp ${f.hostIp}:${f.hostPort} -> ${f.containerIp}:${f.containerPort} forwarded by the executor (splice), not slirp4netns`);
       mark('start: network attached');
       executor.release();
     }

@@ -19,6 +19,8 @@ import { findProgram as findExecutable } from '../lib/programs.js';
 import { formatNetworkMode, slirpAddresses, type NetworkMode } from './mode.js';
 import type { PortMapping } from './publish.js';
 import { addHostForward, MAX_UNIX_SOCKET_PATH } from './slirp-api.js';
+import { portsLeftToHelper } from './port-forwards.js';
+import type { PortForward } from '../runtime/plan.js';
 import { probeSlirp4netns } from './slirp-features.js';
 import { startSlirp4netns } from './slirp4netns.js';
 import { closeLifeline, lifelineFd, type Lifeline } from './lifeline.js';
@@ -44,6 +46,8 @@ export interface NetworkState {
     logPath: string;
     /** slirp4netns's API socket */
     apiSocket?: string;
+    /** whether the helper listens on host ports (absent in older records: assume it does) */
+    holdsHostPorts?: boolean;
   };
   /** container:NAME */
   joinedContainer?: string;
@@ -62,8 +66,13 @@ export interface NetworkHandle {
 export interface AttachOptions {
   /** the container's process, held before execve, in its new network (and user) namespace */
   pid: number;
-  /** from checkPortsAvailable: resolved host ports */
+  /** from checkPortsAvailable: resolved host ports (all of them: the record lists them) */
   ports: readonly PortMapping[];
+  /**
+   * The TCP ports the executor forwards itself (ExecutorPlan.portForwards,
+   * from executorPortForwards): slirp4netns is not asked to forward them.
+   */
+  executorForwards?: readonly PortForward[];
   /** the container's directory under the run root: logs and (when short enough) the API socket go there */
   runDir: string;
   /** the run root: caches, and a short socket directory when runDir is too deep */
@@ -126,7 +135,8 @@ async function attachSlirp4netns(mode: Extract<NetworkMode, { kind: 'slirp4netns
   const slirp = await startSlirp4netns({ features, options: mode.options, pid: options.pid, apiSocket, logPath, lifelineFd: lifeline });
   const stop = () => stopHelper(slirp.pid, apiSocket);
   try {
-    for (const port of options.ports) await addHostForward(apiSocket, port);
+    const helperPorts = portsLeftToHelper(options.ports, options.executorForwards ?? []);
+    for (const port of helperPorts) await addHostForward(apiSocket, port);
   } catch (error) {
     await stop();
     throw error;
@@ -140,7 +150,7 @@ async function attachSlirp4netns(mode: Extract<NetworkMode, { kind: 'slirp4netns
       address: addresses.guest,
       gateway: addresses.gateway,
       dns: addresses.dns,
-      helper: { name: 'slirp4netns', pid: slirp.pid, ...(startTime ? { startTime } : {}), logPath, apiSocket },
+      helper: { name: 'slirp4netns', pid: slirp.pid, ...(startTime ? { startTime } : {}), logPath, apiSocket, holdsHostPorts: helperPorts.length > 0 },
     },
     helperPid: slirp.pid,
     warnings: slirpWarnings(mode.options, options.ports),
@@ -197,7 +207,7 @@ export async function releaseNetwork(state: NetworkState | undefined): Promise<v
   const alive = !processGone(helper.pid) && (helper.startTime === undefined || processStartTime(helper.pid) === helper.startTime);
   if (!alive) {
     if (helper.apiSocket) rmSync(helper.apiSocket, { force: true });
-  } else if (state.ports.length > 0) {
+  } else if (state.ports.length > 0 && helper.holdsHostPorts !== false) {
     // The next `run -p` of the same port must find it free: wait until the helper has let go.
     await stopHelper(helper.pid, helper.apiSocket);
   } else {

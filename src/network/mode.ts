@@ -2,7 +2,7 @@
  * The `--network` value, parsed once into a typed mode. Everything else in
  * src/network works from a NetworkMode, never from the raw string.
  *
- *   slirp4netns[:allow_host_loopback=true,cidr=10.0.2.0/24,mtu=65520,enable_ipv6=true,port_handler=slirp4netns]
+ *   slirp4netns[:allow_host_loopback=true,cidr=10.0.2.0/24,mtu=65520,enable_ipv6=true,port_handler=rootlesskit|slirp4netns]
  *   pasta[:OPTION,OPTION...]   extra options handed to pasta as they are
  *   none                       a new network namespace with only `lo`
  *   host                       no network namespace: the host's interfaces
@@ -17,6 +17,14 @@ export interface Slirp4netnsOptions {
   cidr: string;
   mtu: number;
   enableIpv6: boolean;
+  /**
+   * Who forwards published TCP ports (podman's names): `rootlesskit`, the
+   * default, is the executor's own forwarder (src/network/port-forwards.ts:
+   * splice() in the kernel, the server sees the container's own address);
+   * `slirp4netns` is slirp4netns's add_hostfwd (through libslirp, slower, but
+   * remote clients keep their address). UDP always goes through slirp4netns.
+   */
+  portHandler: 'rootlesskit' | 'slirp4netns';
 }
 
 export type NetworkMode =
@@ -32,6 +40,7 @@ export const DEFAULT_SLIRP_OPTIONS: Readonly<Slirp4netnsOptions> = Object.freeze
   // slirp4netns's maximum is 65521; a large MTU is what makes its throughput tolerable (podman uses the same).
   mtu: 65520,
   enableIpv6: false,
+  portHandler: 'rootlesskit',
 });
 
 /** Parses a `--network` value. An empty value means "the default" and is the caller's business. */
@@ -85,8 +94,8 @@ function parseSlirpOptions(text: string): Slirp4netnsOptions {
         break;
       }
       case 'port_handler':
-        // rootlesskit's port driver is faster but needs rootlesskit running as a parent of everything; nook has none.
-        if (val !== 'slirp4netns') throw new NookError(`slirp4netns port_handler=${val} is not supported: nook forwards ports through slirp4netns itself (port_handler=slirp4netns)`);
+        if (val !== 'rootlesskit' && val !== 'slirp4netns') throw new NookError(`slirp4netns port_handler must be rootlesskit (the default: nook's own forwarder) or slirp4netns, not "${val}"`);
+        options.portHandler = val;
         break;
       default:
         throw new NookError(`unknown slirp4netns option "${key}": known are allow_host_loopback, cidr, mtu, enable_ipv6, port_handler`);
@@ -155,6 +164,7 @@ export function formatNetworkMode(mode: NetworkMode): string {
       if (o.cidr !== DEFAULT_SLIRP_OPTIONS.cidr) parts.push(`cidr=${o.cidr}`);
       if (o.mtu !== DEFAULT_SLIRP_OPTIONS.mtu) parts.push(`mtu=${o.mtu}`);
       if (o.enableIpv6) parts.push('enable_ipv6=true');
+      if (o.portHandler !== DEFAULT_SLIRP_OPTIONS.portHandler) parts.push(`port_handler=${o.portHandler}`);
       return parts.length ? `slirp4netns:${parts.join(',')}` : 'slirp4netns';
     }
     case 'pasta':

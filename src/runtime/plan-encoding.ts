@@ -10,7 +10,7 @@
  * unsigned 64-bit decimals.
  */
 import { NookError } from '../lib/errors.js';
-import type { ExecutorPlan, IdMapEntry, PlanOp } from './plan.js';
+import type { ExecutorPlan, IdMapEntry, PlanOp, PortForward } from './plan.js';
 
 export const PLAN_MAGIC = 'nook-plan/1';
 
@@ -132,6 +132,22 @@ function writeOp(w: TokenWriter, op: PlanOp): void {
   }
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+function writePortForwards(w: TokenWriter, plan: ExecutorPlan): void {
+  const forwards: readonly PortForward[] = plan.portForwards ?? [];
+  w.tokens.push(String(forwards.length));
+  for (const f of forwards) {
+    const what = `port forward ${f.hostIp}:${f.hostPort} -> ${f.containerIp}:${f.containerPort}`;
+    if (!IPV4.test(f.hostIp) || !IPV4.test(f.containerIp)) throw new NookError(`${what}: addresses must be IPv4`);
+    w.str(f.hostIp, what);
+    w.uint(f.hostPort, `${what}: host port`, 65535);
+    w.str(f.containerIp, what);
+    w.uint(f.containerPort, `${what}: container port`, 65535);
+    if (f.hostPort === 0 || f.containerPort === 0) throw new NookError(`${what}: ports must be resolved (1-65535)`);
+  }
+}
+
 function writeOps(w: TokenWriter, ops: readonly PlanOp[]): void {
   w.tokens.push(String(ops.length));
   for (const op of ops) writeOp(w, op);
@@ -160,6 +176,7 @@ export function encodePlan(plan: ExecutorPlan): Buffer {
   w.bool(plan.watchOom ?? false);
   if (plan.startFifo !== undefined && !plan.hold) throw new NookError('startFifo needs hold');
   w.optStr(plan.startFifo, 'startFifo');
+  writePortForwards(w, plan);
 
   w.tokens.push(String(plan.namespaces.length));
   for (const ns of plan.namespaces) {
@@ -219,6 +236,11 @@ export function encodePlan(plan: ExecutorPlan): Buffer {
   if (m.mode === 'handoff' && p.terminal && !m.consoleSocket) throw new NookError('a terminal in handoff mode needs a console socket');
   if (plan.innerOps.some((op) => op.op === 'sync') && !plan.hold) throw new NookError('a sync operation needs hold');
   if (plan.outerOps.some((op) => op.op === 'sync')) throw new NookError('sync is an innerOps operation');
+  if (plan.portForwards?.length) {
+    // the setup process forwards from the container's own network namespace, for the container's whole life
+    if (m.mode === 'handoff') throw new NookError('port forwards need a monitor that stays (not handoff)');
+    if (!plan.namespaces.some((ns) => ns.type === 'net' && !ns.path)) throw new NookError('port forwards need a new network namespace');
+  }
   w.str('end', 'end');
 
   const body = Buffer.from(`${w.tokens.join('\0')}\0`, 'utf8');

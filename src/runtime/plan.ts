@@ -22,7 +22,8 @@
  *     namespace, runs `outerOps` (mount daemons started by spawn-mount are its
  *     children), then creates/joins the pid namespace (last, so that those
  *     daemons are not its PID 1) and forks the container. It stays as the
- *     container's parent: reaps it, reports its status, stops the daemons.
+ *     container's parent: reaps it, reports its status, stops the daemons,
+ *     and relays `portForwards` (listeners the monitor made on the host).
  *   container process (PID 1 when the pid namespace is new): when the plan
  *     creates a mount namespace it first takes its own copy of it
  *     (unshare(CLONE_NEWNS)), so pivot_root changes only the container's view
@@ -196,6 +197,24 @@ export interface MonitorPlan {
   terminalStdin?: boolean;
 }
 
+/**
+ * A published TCP port the executor forwards itself (rootlesskit's "builtin"
+ * port driver, without its extra process): the monitor binds and listens on
+ * hostIp:hostPort in the host's network namespace before the setup process
+ * leaves it, so a taken port fails the start before anything runs; the setup
+ * process inherits the listener and, once the container runs, accepts on it
+ * and connects each client to containerIp:containerPort from inside the
+ * container's network namespace, relaying both ways with splice().
+ */
+export interface PortForward {
+  /** IPv4 address on the host (0.0.0.0: every address) */
+  hostIp: string;
+  hostPort: number;
+  /** IPv4 address of the container in its own network namespace (slirp4netns's guest address) */
+  containerIp: string;
+  containerPort: number;
+}
+
 export interface ExecutorPlan {
   /** Report each kernel-level step as it is done ({"type":"step"} status lines). */
   trace: boolean;
@@ -242,6 +261,12 @@ export interface ExecutorPlan {
    * after the code in the exit file.
    */
   watchOom?: boolean;
+  /**
+   * TCP ports the executor publishes itself (see PortForward). Needs a
+   * monitor that stays (not 'handoff') and a new network namespace: the
+   * setup process connects from inside it.
+   */
+  portForwards?: PortForward[];
 }
 
 /**

@@ -13,6 +13,7 @@ import test, { type ExecutionContext } from 'ava';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, createServer } from 'node:net';
 import { computeIdMapping, hostIdFor, newUserNamespacePlan, type IdMapping } from '../../src/idmap/mapping.js';
 import { findProgram } from '../../src/lib/programs.js';
 import { removeInUserNamespace, runInUserNamespace } from '../../src/idmap/userns.js';
@@ -461,6 +462,76 @@ test('detached: logs in k8s-file format, pid file, exit file, then onExit', asyn
   t.regex(log, new RegExp(`^${stamp} stdout P partial\\n(.*\\n)?${stamp} stdout F  rest$`, 'm'));
   t.is(statSync(files.log).mode & 0o777, 0o600);
   await eventually(() => processGone(started.monitorPid), 'the monitor to exit');
+});
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Sends `data`, shuts down writing, and resolves with everything received until the other side closes. */
+function exchange(port: number, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect(port, '127.0.0.1', () => socket.end(data));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('close', () => resolve(Buffer.concat(chunks)));
+    socket.on('error', reject);
+  });
+}
+
+const netNamespace = { namespaces: [{ type: 'mnt' as const }, { type: 'pid' as const }, { type: 'uts' as const }, { type: 'net' as const }], outerOps: [{ op: 'loopback-up' as const }] };
+
+test('port forwards: the setup process relays a host port into the container\'s network namespace (no slirp4netns)', async (t) => {
+  const mapping = await fullMapping(t);
+  const port = await freePort();
+  // nc serves one connection with cat: an echo, on the container's own loopback
+  const run = start(
+    plan(mapping, ['busybox', 'nc', '-l', '-p', '7000', '-e', 'cat'], {
+      ...netNamespace,
+      portForwards: [{ hostIp: '127.0.0.1', hostPort: port, containerIp: '127.0.0.1', containerPort: 7000 }],
+    }),
+  );
+  await run.handle.started;
+  t.true(run.trace.includes(`publish tcp 127.0.0.1:${port} -> 127.0.0.1:7000: listening on the host (fd ${/\(fd (\d+)\)/.exec(run.trace.join('\n'))?.[1]})`), run.trace.join('\n'));
+  t.true(run.trace.some((line) => line.startsWith('forward 1 published tcp port with splice()')));
+  const data = Buffer.alloc(3 << 20, 'nook');
+  let echoed: Buffer = Buffer.alloc(0);
+  // until nc listens, a client is accepted and closed at once (connection refused inside)
+  for (let i = 0; i < 50 && echoed.length === 0; i++) {
+    echoed = await exchange(port, data);
+    if (echoed.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  t.true(echoed.equals(data), `echoed ${echoed.length} of ${data.length} bytes`);
+  t.deepEqual(await run.handle.exit, { code: 0, signal: null });
+  await run.handle.monitorExit;
+  // the listener went with the setup process
+  const again = createServer();
+  await new Promise<void>((resolve, reject) => {
+    again.once('error', reject);
+    again.listen(port, '127.0.0.1', resolve);
+  });
+  await new Promise<void>((resolve) => again.close(() => resolve()));
+});
+
+test('port forwards: a port taken on the host fails the start in one line, before any namespace exists', async (t) => {
+  const mapping = await fullMapping(t);
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const r = await runToEnd(plan(mapping, ['true'], { ...netNamespace, portForwards: [{ hostIp: '127.0.0.1', hostPort: port, containerIp: '10.0.2.100', containerPort: 80 }] }));
+  const error = r.error as ExecutorError;
+  t.true(error instanceof ExecutorError);
+  t.is(error.message, `cannot publish 127.0.0.1:${port}/tcp: the port is already in use on the host`);
+  t.is(error.errno, 'EADDRINUSE');
+  t.is(error.exitCode, 125);
+  t.is(r.monitor.code, 125);
+  t.false(r.trace.some((line) => line.startsWith('unshare')), r.trace.join('\n'));
 });
 
 test('runInUserNamespace chowns to subordinate ids and can delete what it made', async (t) => {

@@ -11,6 +11,7 @@ import { parseSlirpHelp } from '../../src/network/slirp-features.js';
 import { slirp4netnsArgs } from '../../src/network/slirp4netns.js';
 import { apiSocketPath, checkPublishAllowed } from '../../src/network/attach.js';
 import { pastaArgs } from '../../src/network/pasta.js';
+import { executorPortForwards, portsLeftToHelper } from '../../src/network/port-forwards.js';
 
 // ---- --network
 
@@ -25,8 +26,9 @@ test('parseNetworkOption: plain modes', (t) => {
 
 test('parseNetworkOption: slirp4netns options', (t) => {
   const mode = parseNetworkOption('slirp4netns:allow_host_loopback=true,cidr=10.5.0.0/24,mtu=1500,port_handler=slirp4netns,enable_ipv6=false');
-  t.deepEqual(mode, { kind: 'slirp4netns', options: { allowHostLoopback: true, cidr: '10.5.0.0/24', mtu: 1500, enableIpv6: false } });
-  t.is(formatNetworkMode(mode), 'slirp4netns:allow_host_loopback=true,cidr=10.5.0.0/24,mtu=1500');
+  t.deepEqual(mode, { kind: 'slirp4netns', options: { allowHostLoopback: true, cidr: '10.5.0.0/24', mtu: 1500, enableIpv6: false, portHandler: 'slirp4netns' } });
+  t.is(formatNetworkMode(mode), 'slirp4netns:allow_host_loopback=true,cidr=10.5.0.0/24,mtu=1500,port_handler=slirp4netns');
+  t.is(formatNetworkMode(parseNetworkOption('slirp4netns:port_handler=rootlesskit')), 'slirp4netns');
   t.is(formatNetworkMode(parseNetworkOption('slirp4netns:')), 'slirp4netns');
 });
 
@@ -36,7 +38,7 @@ test('parseNetworkOption: one-line errors for what cannot work', (t) => {
     ['wifi', /unknown --network mode "wifi"/],
     ['container:', /needs a container name/],
     ['none:x', /takes no options/],
-    ['slirp4netns:port_handler=rootlesskit', /port_handler=rootlesskit is not supported/],
+    ['slirp4netns:port_handler=pasta', /port_handler must be rootlesskit \(the default: nook's own forwarder\) or slirp4netns, not "pasta"/],
     ['slirp4netns:mtu=70000', /mtu must be an integer from 68 to 65521/],
     ['slirp4netns:cidr=10.0.2.0/28', /prefix from \/1 to \/25/],
     ['slirp4netns:cidr=300.0.2.0/24', /cidr must be/],
@@ -56,6 +58,20 @@ test('slirpAddresses: gateway .2, DNS .3, guest .100 of the network', (t) => {
 });
 
 // ---- -p
+
+test('executorPortForwards: TCP ports of slirp4netns go to the executor, towards the guest address; UDP, pasta and port_handler=slirp4netns do not', (t) => {
+  const ports = parsePublishList(['127.0.0.1:8080:80', '9090:90', '5353:53/udp']);
+  const forwards = executorPortForwards(parseNetworkOption('slirp4netns'), ports);
+  t.deepEqual(forwards, [
+    { hostIp: '127.0.0.1', hostPort: 8080, containerIp: '10.0.2.100', containerPort: 80 },
+    { hostIp: '0.0.0.0', hostPort: 9090, containerIp: '10.0.2.100', containerPort: 90 },
+  ]);
+  t.deepEqual(portsLeftToHelper(ports, forwards), [ports[2]]);
+  t.deepEqual(executorPortForwards(parseNetworkOption('slirp4netns:cidr=10.42.0.0/24'), ports)[0]!.containerIp, '10.42.0.100');
+  t.deepEqual(executorPortForwards(parseNetworkOption('slirp4netns:port_handler=slirp4netns'), ports), []);
+  t.deepEqual(executorPortForwards(parseNetworkOption('pasta'), ports), []);
+  t.deepEqual(portsLeftToHelper(ports, []), ports);
+});
 
 test('parsePublish: the forms podman accepts', (t) => {
   t.deepEqual(parsePublish('8080:80'), [{ hostIp: '0.0.0.0', hostPort: 8080, containerPort: 80, protocol: 'tcp' }]);

@@ -51,7 +51,11 @@ function fullPlan(): ExecutorPlan {
       gidHelper: null,
       setgroups: 'deny',
     },
-    namespaces: [{ type: 'mnt' }, { type: 'net', path: '/proc/42/ns/net' }, { type: 'pid' }, { type: 'uts' }, { type: 'ipc' }, { type: 'cgroup' }],
+    namespaces: [{ type: 'mnt' }, { type: 'net' }, { type: 'pid' }, { type: 'uts' }, { type: 'ipc' }, { type: 'cgroup' }, { type: 'uts', path: '/proc/42/ns/uts' }],
+    portForwards: [
+      { hostIp: '0.0.0.0', hostPort: 8080, containerIp: '10.0.2.100', containerPort: 80 },
+      { hostIp: '127.0.0.1', hostPort: 65535, containerIp: '10.42.0.100', containerPort: 1 },
+    ],
     outerOps: allOps.slice(0, 3),
     innerOps: allOps.slice(3),
     process: {
@@ -106,6 +110,7 @@ function expectedJson(plan: ExecutorPlan): unknown {
     holdBeforeNamespaces: plan.holdBeforeNamespaces ?? false,
     watchOom: plan.watchOom ?? false,
     startFifo: plan.startFifo ?? null,
+    portForwards: plan.portForwards ?? [],
     namespaces: plan.namespaces.map((ns) => ({ type: ns.type, path: ns.path ?? null })),
     outerOps: ops(plan.outerOps),
     innerOps: ops(plan.innerOps),
@@ -188,6 +193,38 @@ test('the encoder refuses what the kernel could not take', (t) => {
   t.throws(() => encodePlan({ ...fullPlan(), startFifo: undefined, hold: false }), { instanceOf: NookError, message: /sync operation needs hold/ });
   t.throws(() => encodePlan({ ...fullPlan(), monitor: { mode: 'handoff', dieWithParent: false } }), { instanceOf: NookError, message: /handoff mode needs a console socket/ });
   t.throws(() => encodePlan({ ...fullPlan(), process: { ...fullPlan().process, consoleSize: { rows: 70000, cols: 80 } } }), { instanceOf: NookError, message: /console rows/ });
+});
+
+test('port forwards: the encoder refuses what the executor could not forward', (t) => {
+  const forward = { hostIp: '127.0.0.1', hostPort: 8080, containerIp: '10.0.2.100', containerPort: 80 };
+  const withForward = (f: Partial<typeof forward>) => ({ ...fullPlan(), portForwards: [{ ...forward, ...f }] });
+  t.notThrows(() => encodePlan(withForward({})));
+  t.throws(() => encodePlan(withForward({ hostIp: '::1' })), { instanceOf: NookError, message: /must be IPv4/ });
+  t.throws(() => encodePlan(withForward({ containerIp: '10.0.2.300' })), { instanceOf: NookError, message: /must be IPv4/ });
+  t.throws(() => encodePlan(withForward({ hostPort: 0 })), { instanceOf: NookError, message: /must be resolved/ });
+  t.throws(() => encodePlan(withForward({ containerPort: 65536 })), { instanceOf: NookError, message: /container port/ });
+  // the setup process connects from the container's own network namespace, and must stay for its whole life
+  t.throws(() => encodePlan({ ...withForward({}), namespaces: [{ type: 'mnt' }, { type: 'net', path: '/proc/1/ns/net' }] }), { instanceOf: NookError, message: /new network namespace/ });
+  t.throws(() => encodePlan({ ...withForward({}), monitor: { mode: 'handoff', dieWithParent: false, consoleSocket: '/c.sock' } }), { instanceOf: NookError, message: /not handoff/ });
+});
+
+test('port forwards: the decoder checks them too', (t) => {
+  const plan: ExecutorPlan = { ...fullPlan(), portForwards: [{ hostIp: '127.0.0.1', hostPort: 8080, containerIp: '10.0.2.100', containerPort: 80 }] };
+  const encoded = encodePlan(plan);
+  const body = encoded.subarray(encoded.indexOf(0x0a) + 1).toString('latin1');
+  const frame = (text: string) => {
+    const b = Buffer.from(text, 'latin1');
+    return Buffer.concat([Buffer.from(`${b.length}\n`), b]);
+  };
+  const badIp = decode(frame(body.replace('\x00127.0.0.1\x00', '\x00localhost\x00')));
+  t.is(badIp.status, 2);
+  t.regex(badIp.stderr, /not IPv4/);
+  const badPort = decode(frame(body.replace('\x008080\x00', '\x0070000\x00')));
+  t.is(badPort.status, 2);
+  t.regex(badPort.stderr, /outside 1-65535/);
+  const joinedNet = decode(frame(body.replace('\x00net\x00\x00', '\x00net\x00/proc/1/ns/net\x00')));
+  t.is(joinedNet.status, 2);
+  t.regex(joinedNet.stderr, /new network namespace/);
 });
 
 test('the decoder rejects truncated, corrupt and foreign input', (t) => {
