@@ -134,8 +134,8 @@ async function attachSlirp4netns(mode: Extract<NetworkMode, { kind: 'slirp4netns
   const logPath = join(options.runDir, 'slirp4netns.log');
   const slirp = await startSlirp4netns({ features, options: mode.options, pid: options.pid, apiSocket, logPath, lifelineFd: lifeline });
   const stop = () => stopHelper(slirp.pid, apiSocket);
+  const helperPorts = portsLeftToHelper(options.ports, options.executorForwards ?? []);
   try {
-    const helperPorts = portsLeftToHelper(options.ports, options.executorForwards ?? []);
     for (const port of helperPorts) await addHostForward(apiSocket, port);
   } catch (error) {
     await stop();
