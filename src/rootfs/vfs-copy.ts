@@ -6,6 +6,7 @@
  * files owned by subordinate ids keep their owners.
  */
 import { chmodSync, copyFileSync, constants, lchownSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, type Stats } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { linuxSyscalls, type Syscalls } from '../syscalls/syscalls.js';
 import { isWhiteoutDevice, overlayOpaqueXattr } from '../image/whiteout.js';
@@ -52,11 +53,39 @@ function applyLayer(source: string, target: string, sys: Syscalls): void {
   }
 }
 
+/**
+ * The bottom-most layer, into the empty target, by `cp -a`: ~3x faster than
+ * file by file from here, and it keeps hard links. Nothing lies below it, so
+ * its whiteouts hide nothing and its opaque markers mean nothing: both are
+ * removed afterwards. False when cp fails (the target is emptied again).
+ */
+function copyBottomLayer(layer: string, target: string, sys: Syscalls): boolean {
+  const cp = spawnSync('cp', ['-a', '--reflink=auto', '--', `${layer}/.`, `${target}/`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (cp.status !== 0) {
+    for (const name of readdirSync(target)) rmSync(join(target, name), { recursive: true, force: true });
+    return false;
+  }
+  dropOverlayMarkers(target, sys);
+  return true;
+}
+
+function dropOverlayMarkers(dir: string, sys: Syscalls): void {
+  if (sys.lgetxattr(dir, overlayOpaqueXattr) !== null) sys.lremovexattr(dir, overlayOpaqueXattr);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) dropOverlayMarkers(path, sys);
+    else if (entry.isCharacterDevice() && isWhiteoutDevice(lstatSync(path))) rmSync(path);
+  }
+}
+
 async function main(): Promise<void> {
   const [target, ...layers] = process.argv.slice(2);
   if (!target || layers.length === 0) throw new Error('usage: vfs-copy TARGET LAYER...');
   const sys = await linuxSyscalls();
-  for (const layer of layers) applyLayer(layer, target, sys);
+  const [bottom, ...above] = layers;
+  const targetEmpty = readdirSync(target).length === 0;
+  if (!targetEmpty || !copyBottomLayer(bottom!, target, sys)) applyLayer(bottom!, target, sys);
+  for (const layer of above) applyLayer(layer, target, sys);
 }
 
 main().catch((error: unknown) => {

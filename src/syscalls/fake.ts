@@ -76,4 +76,8 @@ export class RecordingSyscalls implements Syscalls {
     this.record('lgetxattr', [path, name]);
     return this.xattrs.get(`${path}\0${name}`) ?? null;
   }
+  lremovexattr(path: string, name: string): void {
+    this.record('lremovexattr', [path, name]);
+    this.xattrs.delete(`${path}\0${name}`);
+  }
 }

@@ -66,6 +66,7 @@ export class LibcSyscalls implements Syscalls {
   private readonly fnMknod = this.libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)');
   private readonly fnLsetxattr = this.libc.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)');
   private readonly fnLgetxattr = this.libc.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)');
+  private readonly fnLremovexattr = this.libc.func('int lremovexattr(const char *path, const char *name)');
 
   private fail(call: string): never {
     const errno = koffi.decode(this.errnoLocation(), 'int') as number;
@@ -148,5 +149,11 @@ export class LibcSyscalls implements Syscalls {
     const errno = koffi.decode(this.errnoLocation(), 'int') as number;
     if (errno === osConstants.errno.ENODATA) return null;
     return this.fail(`lgetxattr ${name} ${path}`);
+  }
+
+  lremovexattr(path: string, name: string): void {
+    if (this.fnLremovexattr(path, name) === 0) return;
+    const errno = koffi.decode(this.errnoLocation(), 'int') as number;
+    if (errno !== osConstants.errno.ENODATA) this.fail(`lremovexattr ${name} ${path}`);
   }
 }

@@ -45,6 +45,8 @@ export interface Syscalls {
   lsetxattr(path: string, name: string, value: Buffer): void;
   /** lgetxattr(2); null when the attribute is absent (ENODATA). */
   lgetxattr(path: string, name: string): Buffer | null;
+  /** lremovexattr(2); an absent attribute is not an error. */
+  lremovexattr(path: string, name: string): void;
   /** pipe2(O_CLOEXEC): [read end, write end]; children get an end only when it is passed explicitly. */
   pipe(): [number, number];
 }

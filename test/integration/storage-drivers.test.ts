@@ -7,6 +7,11 @@ import test from 'ava';
 import { layeredFacts as facts, layeredOciLayout } from '../helpers/fixtures.js';
 import { describe, runNook, type NookResult } from '../helpers/nook.js';
 import { tempStore, type TempStore } from '../helpers/store.js';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { linuxSyscalls } from '../../src/syscalls/syscalls.js';
+import { makeTar } from '../unit/image-tarmaker.js';
 
 let store: TempStore;
 const image = 'localhost/layered:test';
@@ -41,3 +46,33 @@ for (const driver of ['overlay', 'fuse-overlayfs', 'vfs']) {
     t.is(other.stdout, 'clean');
   });
 }
+
+test('vfs: a bottom layer copied by cp -a keeps hard links and loses the whiteouts and opaque markers that hide nothing', async (t) => {
+  const busybox = readFileSync(execFileSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).trim());
+  const tarPath = join(store.dir, 'bottom.tar');
+  writeFileSync(
+    tarPath,
+    makeTar([
+      { path: 'bin/', type: 'dir', mode: 0o755 },
+      { path: 'bin/busybox', data: busybox, mode: 0o755 },
+      { path: 'bin/sh', type: 'symlink', linkpath: 'busybox' },
+      { path: 'etc/', type: 'dir', mode: 0o755 },
+      { path: 'etc/.wh.gone', data: '' },
+      { path: 'opq/', type: 'dir', mode: 0o755 },
+      { path: 'opq/.wh..wh..opq', data: '' },
+      { path: 'opq/kept', data: 'kept\n' },
+      { path: 'a', data: 'hard\n' },
+      { path: 'b', type: 'hardlink', linkpath: 'a' },
+    ]),
+  );
+  const imported = await nook(['import', tarPath, 'localhost/vfs-bottom:test']);
+  t.is(imported.exitCode, 0, describe(imported));
+  const r = await nook(['run', '--name', 'vfs-bottom', '--storage-driver', 'vfs', 'localhost/vfs-bottom:test', 'sh', '-c', 'busybox find / -xdev -type c; busybox stat -c %h /b; busybox cat /opq/kept; busybox ls -A /etc']);
+  t.is(r.exitCode, 0, describe(r));
+  // /etc holds only the files nook mounts over: no whiteout, by either name
+  t.is(r.stdout, '2\nkept\nhostname\nhosts\nresolv.conf');
+  const inspect = JSON.parse((await nook(['inspect', 'vfs-bottom'])).stdout) as { Id: string }[];
+  const sys = await linuxSyscalls();
+  t.is(sys.lgetxattr(join(store.root, 'containers', inspect[0]!.Id, 'upper', 'opq'), 'user.overlay.opaque'), null);
+  t.is((await nook(['rm', 'vfs-bottom'])).exitCode, 0);
+});
