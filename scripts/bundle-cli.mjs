@@ -36,6 +36,8 @@ for (const program of ['program', 'runtime-program']) {
     // CommonJS has no import.meta: give the modules the bundle's own URL.
     define: { 'import.meta.url': '__nook_import_meta_url' },
     banner: { js: "const __nook_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+    // ASCII only (non-ASCII characters escaped): the launcher reads it as latin1.
+    charset: 'ascii',
     logLevel: 'warning',
   });
 }

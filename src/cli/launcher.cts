@@ -57,7 +57,9 @@ export async function launch(name: ProgramName, options: LaunchOptions = {}): Pr
   const cache = codeCachePaths(name, bundle);
   const hot = isHotCommand(process.argv.slice(2), options);
   const found = cache && (readOrUndefined(cache.hot) ?? (hot ? undefined : readOrUndefined(cache.cold)));
-  const script = new Script(Module.wrap(readFileSync(bundlePath, 'utf8')), {
+  // latin1: the bundle is ASCII (esbuild escapes everything else), and decoding
+  // 1 MB as UTF-8 costs ~2 ms more on every start.
+  const script = new Script(Module.wrap(readFileSync(bundlePath, 'latin1')), {
     filename: bundlePath,
     ...(found ? { cachedData: found } : {}),
   });

@@ -104,6 +104,8 @@ test('an unwritable cache directory costs only the cache', (t) => {
 test('the build bundled nook and nook-runtime, and both start from their bundles', (t) => {
   for (const program of ['program', 'runtime-program']) {
     t.true(statSync(join(cliDir, `${program}.bundle.cjs`)).mtimeMs >= statSync(join(cliDir, `${program}.js`)).mtimeMs, `${program} bundle is fresh`);
+    // the launcher reads bundles as latin1
+    t.false(readFileSync(join(cliDir, `${program}.bundle.cjs`)).some((byte) => byte > 0x7f), `${program} bundle is ASCII`);
   }
   const cache = mkdtempSync(join(tmpdir(), 'nook-launcher-cache-'));
   try {
