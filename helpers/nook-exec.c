@@ -2497,27 +2497,40 @@ static void format_idmap(const struct idmap_entry *m, size_t n, char *out, size_
     }
 }
 
-/* newuidmap/newgidmap PID inside outside count ...: run here, outside the new namespace. */
-static void run_map_helper(const char *helper, pid_t pid, const struct idmap_entry *m, size_t n, const char *what) {
-    char **argv = xcalloc(2 + 3 * n + 1, sizeof(char *));
-    char *numbers = xcalloc(1 + 3 * n, 24);
+/*
+ * newuidmap/newgidmap PID inside outside count ...: run here, outside the new
+ * namespace. Started by spawn_map_helper and waited for by finish_map_helper,
+ * so that the two run at the same time (~1 ms each, on every start).
+ */
+struct map_helper {
+    const char *helper;
+    char what[128];
+    pid_t child;
+    int err_fd;
+    char **argv;
+    char *numbers;
+};
+
+static void spawn_map_helper(struct map_helper *h, pid_t pid, const struct idmap_entry *m, size_t n) {
+    h->argv = xcalloc(2 + 3 * n + 1, sizeof(char *));
+    h->numbers = xcalloc(1 + 3 * n, 24);
     size_t k = 0;
-    argv[k++] = (char *)helper;
-    snprintf(numbers, 24, "%d", (int)pid);
-    argv[k++] = numbers;
+    h->argv[k++] = (char *)h->helper;
+    snprintf(h->numbers, 24, "%d", (int)pid);
+    h->argv[k++] = h->numbers;
     for (size_t i = 0; i < n; i++) {
         unsigned long v[3] = { m[i].inside, m[i].outside, m[i].count };
         for (int j = 0; j < 3; j++) {
-            char *slot = numbers + 24 * (1 + 3 * i + (size_t)j);
+            char *slot = h->numbers + 24 * (1 + 3 * i + (size_t)j);
             snprintf(slot, 24, "%lu", v[j]);
-            argv[k++] = slot;
+            h->argv[k++] = slot;
         }
     }
     int errp[2];
     xpipe(errp, "helper stderr");
-    pid_t child = fork();
-    if (child < 0) fail(errno, "%s: fork", what);
-    if (child == 0) {
+    h->child = fork();
+    if (h->child < 0) fail(errno, "%s: fork", h->what);
+    if (h->child == 0) {
         int null_fd = open("/dev/null", O_RDWR);
         if (null_fd >= 0) {
             dup2(null_fd, 0);
@@ -2525,23 +2538,28 @@ static void run_map_helper(const char *helper, pid_t pid, const struct idmap_ent
         }
         dup2(errp[1], 2);
         close_range(3, ~0U, 0);
-        execv(helper, argv);
-        dprintf(2, "cannot execute %s: %s\n", helper, strerror(errno));
+        execv(h->helper, h->argv);
+        dprintf(2, "cannot execute %s: %s\n", h->helper, strerror(errno));
         _exit(EXIT_NOT_FOUND);
     }
     close(errp[1]);
+    h->err_fd = errp[0];
+}
+
+/* Waits for the helper; returns its error message (empty when it succeeded). */
+static void finish_map_helper(struct map_helper *h, char *msg, size_t size) {
     int status = 0;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    msg[0] = '\0';
+    while (waitpid(h->child, &status, 0) < 0 && errno == EINTR) {}
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        char out[1024], how[64], msg[1200];
-        read_helper_stderr(errp[0], false, out, sizeof out);
+        char out[1024], how[64];
+        read_helper_stderr(h->err_fd, false, out, sizeof out);
         describe_wait_status(status, how, sizeof how);
-        snprintf(msg, sizeof msg, "%s %s%s%s", helper, how, *out ? ": " : "", out);
-        fail_with(EXIT_INTERNAL, 0, msg, what);
+        snprintf(msg, size, "%s %s%s%s", h->helper, how, *out ? ": " : "", out);
     }
-    close(errp[0]);
-    free(argv);
-    free(numbers);
+    close(h->err_fd);
+    free(h->argv);
+    free(h->numbers);
 }
 
 static void write_proc_file(pid_t pid, const char *name, const char *content) {
@@ -2560,6 +2578,8 @@ static void write_id_maps(const struct plan *plan, pid_t pid) {
         { "uid_map", plan->uid_map, plan->n_uid_map, plan->uid_helper },
         { "gid_map", plan->gid_map, plan->n_gid_map, plan->gid_helper },
     };
+    struct map_helper helpers[2];
+    size_t n_helpers = 0;
     if (plan->setgroups_deny) {
         step("setgroups: deny");
         write_proc_file(pid, "setgroups", "deny");
@@ -2568,9 +2588,10 @@ static void write_id_maps(const struct plan *plan, pid_t pid) {
         format_idmap(maps[i].m, maps[i].n, text, sizeof text);
         if (maps[i].helper) {
             step("%s: %s (%s)", maps[i].name, text, maps[i].helper);
-            char what[128];
-            snprintf(what, sizeof what, "write %s with %s", maps[i].name, strrchr(maps[i].helper, '/') ? strrchr(maps[i].helper, '/') + 1 : maps[i].helper);
-            run_map_helper(maps[i].helper, pid, maps[i].m, maps[i].n, what);
+            struct map_helper *h = &helpers[n_helpers++];
+            h->helper = maps[i].helper;
+            snprintf(h->what, sizeof h->what, "write %s with %s", maps[i].name, strrchr(maps[i].helper, '/') ? strrchr(maps[i].helper, '/') + 1 : maps[i].helper);
+            spawn_map_helper(h, pid, maps[i].m, maps[i].n);
         } else {
             step("%s: %s", maps[i].name, text);
             size_t len = 0;
@@ -2581,6 +2602,12 @@ static void write_id_maps(const struct plan *plan, pid_t pid) {
             }
             write_proc_file(pid, maps[i].name, lines);
         }
+    }
+    /* Both are waited for before either failure is reported: no helper is left running. */
+    char msgs[2][1200];
+    for (size_t i = 0; i < n_helpers; i++) finish_map_helper(&helpers[i], msgs[i], sizeof msgs[i]);
+    for (size_t i = 0; i < n_helpers; i++) {
+        if (msgs[i][0]) fail_with(EXIT_INTERNAL, 0, msgs[i], helpers[i].what);
     }
 }
 

@@ -310,6 +310,19 @@ test('a failing mount reports the step and errno, exits 125, and leaves no daemo
   t.true(processGone(Number(daemon![1])), 'the fuse-overlayfs daemon was killed');
 });
 
+test('a refused id map fails the start in one line naming the helper, with both helpers waited for', async (t) => {
+  const mapping = await fullMapping(t);
+  // Subordinate uids the user was never given: newuidmap refuses them (newgidmap, run at the same time, succeeds).
+  const outside = mapping.uidMap.reduce((end, e) => Math.max(end, e.outside + e.count), 0) + 1_000_000;
+  const user = { ...newUserNamespacePlan(mapping), uidMap: [...mapping.uidMap.slice(0, 1), { inside: 1, outside, count: 10 }] };
+  const r = await runToEnd(plan(mapping, ['true'], { user }));
+  t.true(r.error instanceof ExecutorError);
+  const error = r.error as ExecutorError;
+  t.is(error.step, 'write uid_map with newuidmap');
+  t.regex(error.message, /^write uid_map with newuidmap: \S*newuidmap exited with status 1/);
+  t.is(r.monitor.code, 125);
+});
+
 test('a failing mount inside the container process is reported the same way', async (t) => {
   const mapping = await fullMapping(t);
   const dirs = overlayDirs(t);
