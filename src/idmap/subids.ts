@@ -26,8 +26,13 @@ export interface UserIdentity {
 export interface SubidSources {
   subuidPath?: string;
   subgidPath?: string;
-  /** getsubids, or null to never ask it (tests); default: looked up in PATH */
+  /**
+   * getsubids, or null to never ask it (tests); default: looked up in PATH
+   * when nsswitch.conf names a subid service other than files
+   */
   getsubidsPath?: string | null;
+  /** default /etc/nsswitch.conf */
+  nsswitchPath?: string;
 }
 
 export interface SubordinateIds {
@@ -96,6 +101,31 @@ async function askGetsubids(getsubids: string, user: UserIdentity, kind: 'uid' |
   return parseGetsubidsOutput(result.stdout);
 }
 
+/**
+ * The `subid:` service of nsswitch.conf (e.g. "sss" for ranges kept in LDAP),
+ * or null when there is none: libsubid then reads /etc/subuid and /etc/subgid
+ * only, so getsubids could say nothing those files do not.
+ */
+export function nsswitchSubidService(text: string): string | null {
+  for (const raw of text.split('\n')) {
+    const match = /^\s*subid\s*:\s*(\S+)/.exec(raw.replace(/#.*/, ''));
+    if (match) return match[1]!;
+  }
+  return null;
+}
+
+/** Whether getsubids may know ranges that the files lack: worth its ~5 ms for a user without subordinate ids in the files. */
+function subidServiceBeyondFiles(nsswitchPath = '/etc/nsswitch.conf'): boolean {
+  let text: string;
+  try {
+    text = readFileSync(nsswitchPath, 'utf8');
+  } catch {
+    return false;
+  }
+  const service = nsswitchSubidService(text);
+  return service !== null && service !== 'files';
+}
+
 export async function readSubordinateIds(user: UserIdentity = currentUser(), sources: SubidSources = {}): Promise<SubordinateIds> {
   const subuidPath = sources.subuidPath ?? '/etc/subuid';
   const subgidPath = sources.subgidPath ?? '/etc/subgid';
@@ -103,7 +133,7 @@ export async function readSubordinateIds(user: UserIdentity = currentUser(), sou
   let uidSource = uids.length ? subuidPath : 'none';
   let gidSource = gids.length ? subgidPath : 'none';
   if (uids.length === 0 || gids.length === 0) {
-    const getsubids = sources.getsubidsPath === undefined ? findProgram('getsubids') : sources.getsubidsPath;
+    const getsubids = sources.getsubidsPath !== undefined ? sources.getsubidsPath : subidServiceBeyondFiles(sources.nsswitchPath) ? findProgram('getsubids') : null;
     if (getsubids) {
       if (uids.length === 0) {
         uids = await askGetsubids(getsubids, user, 'uid');

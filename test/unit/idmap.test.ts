@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildIdMapping, computeIdMapping, hostIdFor } from '../../src/idmap/mapping.js';
-import { parseGetsubidsOutput, parseSubidFile, readSubordinateIds } from '../../src/idmap/subids.js';
+import { nsswitchSubidService, parseGetsubidsOutput, parseSubidFile, readSubordinateIds } from '../../src/idmap/subids.js';
 
 const alice = { name: 'alice', uid: 1000, gid: 1000 };
 const helpers = { newuidmap: '/usr/bin/newuidmap', newgidmap: '/usr/bin/newgidmap' };
@@ -63,6 +63,17 @@ test('subordinate ids from injected files; getsubids only when the files have no
   t.is(ids.gidSource, 'getsubids');
 
   const none = await readSubordinateIds(alice, { subuidPath: join(dir, 'missing'), subgidPath: join(dir, 'missing2'), getsubidsPath: null });
+  t.deepEqual(none, { uids: [], gids: [], uidSource: 'none', gidSource: 'none' });
+});
+
+test('getsubids is asked only when nsswitch.conf names a subid service beyond the files', async (t) => {
+  t.is(nsswitchSubidService('passwd: files systemd\ngroup: files\n'), null);
+  t.is(nsswitchSubidService('passwd: files\n# subid: sss\nsubid:   sss   # LDAP through sssd\n'), 'sss');
+  t.is(nsswitchSubidService('subid: files\n'), 'files');
+  // Without the service (this test machine), a user absent from the files gets no ranges, without a getsubids process.
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'nsswitch.conf'), 'passwd: files\n');
+  const none = await readSubordinateIds(alice, { subuidPath: join(dir, 'missing'), subgidPath: join(dir, 'missing2'), nsswitchPath: join(dir, 'nsswitch.conf') });
   t.deepEqual(none, { uids: [], gids: [], uidSource: 'none', gidSource: 'none' });
 });
 
