@@ -14,6 +14,7 @@
 import { statSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
+import { countFrom, mark } from '../lib/timing.js';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
 import { readDecompressed } from './compression.js';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
@@ -25,6 +26,8 @@ export interface ExtractJob {
   unmappedHint: string;
   /** niceness to run at (layers extracted in the background of a bigger one) */
   nice?: number;
+  /** NOOK_TIMING=1: the parent's start (ms since the epoch), which the helper's marks count from */
+  timingOrigin?: number;
 }
 
 /** Lines after the job on stdin: how a growing blob grows. */
@@ -45,6 +48,10 @@ async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
   const first = await lines.next();
   if (first.done) throw new Error('no job on standard input');
   const job = JSON.parse(first.value as string) as ExtractJob;
+  if (job.timingOrigin !== undefined) {
+    countFrom(job.timingOrigin);
+    mark(`extraction helper ${process.pid}: job read`);
+  }
   const files = job.layers.map((layer) => (layer.growing ? new GrowingFile() : GrowingFile.complete(statSync(layer.blob).size)));
   void (async () => {
     for (let next = await lines.next(); !next.done; next = await lines.next()) {
@@ -77,6 +84,7 @@ async function main(): Promise<void> {
     try {
       const counted = (async function* () {
         for await (const chunk of content.chunks) {
+          if (size === 0) mark(`extraction helper ${process.pid}: first data of ${layer.what}`);
           size += chunk.length;
           yield chunk;
         }
@@ -99,6 +107,7 @@ async function main(): Promise<void> {
     } finally {
       clearInterval(ticker);
     }
+    mark(`extraction helper ${process.pid}: ${layer.what} done`);
     process.stdout.write(`${JSON.stringify(report)}\n`);
     if (!('ok' in report) || !report.ok) break;
   }

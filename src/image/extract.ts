@@ -7,12 +7,14 @@
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { NookError } from '../lib/errors.js';
+import { timingOrigin } from '../lib/timing.js';
 import type { ExtractJob, ExtractReport, GrowthLine } from './extract-main.js';
 import type { GrowingFile } from './growing-file.js';
 import type { NamespaceRunner } from './userns.js';
 
-// Through the parent directory: the same path from the CLI's bundle in dist/src/cli/.
-const extractMain = fileURLToPath(new URL('../image/extract-main.js', import.meta.url));
+// The helper's launcher (src/cli/extract-main.cts: its bundle with a code cache, or
+// ./extract-main.ts itself), through the parent directory: the same path from the CLI's bundle.
+const extractMain = fileURLToPath(new URL('../cli/extract-main.cjs', import.meta.url));
 
 export type FinalReport = Extract<ExtractReport, { ok: boolean }>;
 
@@ -29,7 +31,8 @@ export async function runExtraction(
 ): Promise<FinalReport[]> {
   const reports: FinalReport[] = [];
   const input = new PassThrough();
-  input.write(`${JSON.stringify(job)}\n`);
+  const origin = timingOrigin();
+  input.write(`${JSON.stringify(origin === undefined ? job : { ...job, timingOrigin: origin })}\n`);
   let open = 0;
   const unfollow: (() => void)[] = [];
   for (const [index, file] of growing.entries()) {
@@ -62,6 +65,8 @@ export async function runExtraction(
         onReport?.(report);
       },
     });
+    // NOOK_TIMING=1: the helper's marks, on the parent's clock
+    if (origin !== undefined) for (const line of result.stderr.split('\n')) if (line.startsWith('[timing]')) process.stderr.write(`${line}\n`);
     if (reports.length === 0 || (result.exitCode !== 0 && reports.every((r) => 'ok' in r && r.ok))) {
       const reason = result.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit status ${result.exitCode}`;
       throw new NookError(`layer extraction failed: ${reason}`, { detail: result.stderr });
