@@ -131,12 +131,27 @@ function parseNumber(block: Buffer, start: number, length: number, field: string
     if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new NookError(`${where()}: absurd ${field} ${value} in tar header`);
     return Number(value);
   }
+  // Octal digits, optionally surrounded by spaces, ended by NUL or the field's end (most of the
+  // header's work: read without building strings; anything else goes to the strict path below).
+  let i = 0;
+  while (i < length && bytes[i] === 0x20) i++;
+  let value = 0;
+  for (; i < length; i++) {
+    const byte = bytes[i]!;
+    if (byte < 0x30 || byte > 0x37) break;
+    value = value * 8 + (byte - 0x30);
+  }
+  while (i < length && bytes[i] === 0x20) i++;
+  if (i === length || bytes[i] === 0) {
+    if (!Number.isSafeInteger(value)) throw new NookError(`${where()}: absurd ${field} in tar header`);
+    return value;
+  }
   const text = bytes.toString('latin1').replace(/\0.*$/s, '').trim();
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw new NookError(`${where()}: malformed ${field} field ${JSON.stringify(text)} in tar header`);
-  const value = parseInt(text, 8);
-  if (!Number.isSafeInteger(value)) throw new NookError(`${where()}: absurd ${field} in tar header`);
-  return value;
+  const parsed = parseInt(text, 8);
+  if (!Number.isSafeInteger(parsed)) throw new NookError(`${where()}: absurd ${field} in tar header`);
+  return parsed;
 }
 
 function decodeName(bytes: Buffer, where: () => string): string {
@@ -150,14 +165,21 @@ function decodeName(bytes: Buffer, where: () => string): string {
 function checksumValid(block: Buffer): boolean {
   const recorded = parseInt(cString(block, 148, 8).toString('latin1').trim() || 'x', 8);
   if (Number.isNaN(recorded)) return false;
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : block[i]!;
+  // the checksum field itself counts as eight spaces
+  let unsigned = 8 * 0x20;
+  let high = 0;
+  for (let i = 0; i < 148; i++) {
+    const byte = block[i]!;
     unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
+    if (byte > 127) high++;
   }
-  return recorded === unsigned || recorded === signed;
+  for (let i = 156; i < BLOCK; i++) {
+    const byte = block[i]!;
+    unsigned += byte;
+    if (byte > 127) high++;
+  }
+  // old tars summed signed bytes: each byte over 127 counts 256 less
+  return recorded === unsigned || recorded === unsigned - 256 * high;
 }
 
 interface PaxRecords {
