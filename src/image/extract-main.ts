@@ -14,7 +14,7 @@
 import { statSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
-import { countFrom, mark } from '../lib/timing.js';
+import { countFrom, mark, now } from '../lib/timing.js';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
 import { readDecompressed } from './compression.js';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
@@ -44,12 +44,15 @@ export type ExtractReport =
 
 /** Reads the job, then keeps applying growth lines to the layers' files until stdin ends. */
 async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
+  const started = now();
   const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
   const first = await lines.next();
   if (first.done) throw new Error('no job on standard input');
   const job = JSON.parse(first.value as string) as ExtractJob;
   if (job.timingOrigin !== undefined) {
     countFrom(job.timingOrigin);
+    mark(`extraction helper ${process.pid}: process start`, 0);
+    mark(`extraction helper ${process.pid}: waiting for its job`, started);
     mark(`extraction helper ${process.pid}: job read`);
   }
   const files = job.layers.map((layer) => (layer.growing ? new GrowingFile() : GrowingFile.complete(statSync(layer.blob).size)));

@@ -9,8 +9,14 @@ const enabled = process.env.NOOK_TIMING === '1';
 /** where marks count from, ms since the epoch; undefined: this process's start (`performance` loads perf_hooks: only when timing) */
 let origin: number | undefined;
 
-export function mark(phase: string): void {
-  if (enabled) process.stderr.write(`[timing] ${(performance.timeOrigin - (origin ?? performance.timeOrigin) + performance.now()).toFixed(1).padStart(7)} ms  ${phase}\n`);
+/** `at`: when it happened (`now()`), if not now */
+export function mark(phase: string, at?: number): void {
+  if (enabled) process.stderr.write(`[timing] ${(performance.timeOrigin - (origin ?? performance.timeOrigin) + (at ?? performance.now())).toFixed(1).padStart(7)} ms  ${phase}\n`);
+}
+
+/** The time for a later `mark(phase, at)`, when timing is on. */
+export function now(): number | undefined {
+  return enabled ? performance.now() : undefined;
 }
 
 /** This process's start (ms since the epoch) when timing is on, for a helper's `countFrom`. */
