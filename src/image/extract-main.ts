@@ -77,16 +77,20 @@ async function main(): Promise<void> {
       // only a matter of speed
     }
   }
-  const syscalls = await linuxSyscalls();
+  // koffi (mknod, xattrs, statfs) loads while the first layer's decompression thread starts
+  const syscallsLoading = linuxSyscalls();
+  syscallsLoading.catch(() => undefined);
   const ranges = currentIdRanges();
   for (const [index, layer] of job.layers.entries()) {
     let report: ExtractReport;
     let size = 0;
     const ticker = setInterval(() => process.stdout.write(`${JSON.stringify({ index, progress: size })}\n`), 250);
     const content = readDecompressed(layer.blob, files[index]!, layer.what);
+    const chunks = startedNow(content.chunks);
     try {
+      const syscalls = await syscallsLoading;
       const counted = (async function* () {
-        for await (const chunk of content.chunks) {
+        for await (const chunk of chunks) {
           if (size === 0) mark(`extraction helper ${process.pid}: first data of ${layer.what}`);
           size += chunk.length;
           yield chunk;
@@ -116,6 +120,18 @@ async function main(): Promise<void> {
   }
   // growth lines may still be coming: do not wait for stdin to end
   process.exit();
+}
+
+/** `source`, already asked for its first item: whatever it starts (a thread) starts now. */
+function startedNow<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
+  const first = source.next();
+  first.catch(() => undefined); // seen when the result is iterated
+  return (async function* () {
+    const head = await first;
+    if (head.done) return;
+    yield head.value;
+    yield* source;
+  })();
 }
 
 main().catch((error: unknown) => {

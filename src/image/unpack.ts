@@ -278,7 +278,7 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
     result.notes.push('the filesystem under the store refused overlay whiteouts (0/0 device or user.overlay.opaque xattr); whiteouts are kept as .wh. files, which only fuse-overlayfs reads');
   };
 
-  for await (const { entry, body } of readTar(source, { what })) {
+  for await (const { entry, body, data } of readTar(source, { what })) {
     result.entries++;
     const components = safeComponents(entry.path, what);
     const base = components[components.length - 1];
@@ -333,10 +333,13 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
         // helper runs with umask 0, so the permission bits are final already.
         const fd = createReplacing(path, () => openSync(path, 'wx', entry.mode & 0o777));
         try {
-          for await (const chunk of body) {
+          const write = (chunk: Buffer) => {
             let written = 0;
             while (written < chunk.length) written += writeSync(fd, chunk, written, chunk.length - written);
-          }
+          };
+          // data already read (most files): written without an await per chunk
+          if (data) for (const chunk of data) write(chunk);
+          else for await (const chunk of body) write(chunk);
           // chown first: it clears setuid bits and file capabilities set before it
           if (owner && needsChown(owner)) fchownSync(fd, owner.uid, owner.gid);
           applyXattrs(path, entry);
