@@ -6,35 +6,15 @@
  * its own loop, so decompression runs ahead on the second core, a bounded
  * window ahead of the writer.
  */
-import { statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { NookError } from '../lib/errors.js';
 import type { GrowingFile } from './growing-file.js';
 import type { FromGunzipWorker, GunzipWorkerData, ToGunzipWorker } from './gunzip-worker.js';
+import { workerFile } from './worker-file.js';
 
 // Through the parent directory: the same paths from the bundles in dist/src/cli/.
 const workerModule = new URL('../image/gunzip-worker.js', import.meta.url);
 const workerBundle = new URL('../cli/gunzip-worker.bundle.cjs', import.meta.url);
-let workerUrl: URL | undefined;
-
-/**
- * The worker's bundle (scripts/bundle-cli.mjs): one file to compile instead
- * of an ES module graph to resolve, on every layer's critical path; the
- * modules themselves in a checkout without a bundle, or with one older than
- * tsc's output, or with NOOK_NO_BUNDLE (as the launcher of the CLI).
- */
-function workerFile(): URL {
-  if (workerUrl) return workerUrl;
-  workerUrl = workerModule;
-  if (!process.env.NOOK_NO_BUNDLE) {
-    try {
-      if (statSync(workerBundle).mtimeMs >= statSync(workerModule).mtimeMs) workerUrl = workerBundle;
-    } catch {
-      // no bundle
-    }
-  }
-  return workerUrl;
-}
 
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;
@@ -44,7 +24,7 @@ const WINDOW = 8 * 1024 * 1024;
  * `file` says); once it has ended, `hashed.sha256` is the hex sha256 of all of it.
  */
 export async function* gunzipInThread(path: string, file: GrowingFile, what: string, hashed: { sha256?: string } = {}): AsyncGenerator<Buffer> {
-  const worker = new Worker(workerFile(), { workerData: { path, window: WINDOW } satisfies GunzipWorkerData });
+  const worker = new Worker(workerFile(workerModule, workerBundle), { workerData: { path, window: WINDOW } satisfies GunzipWorkerData });
   // the current state at once (queued on the port until the worker listens), then every change
   const stopFollowing = file.follow((event) => worker.postMessage({ growth: event } satisfies ToGunzipWorker));
 
