@@ -4,6 +4,7 @@
  * layer whose blob is still being downloaded, the helper is told on its stdin
  * how the file grows (./growing-file.ts).
  */
+import { existsSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { NookError } from '../lib/errors.js';
@@ -17,6 +18,22 @@ import type { NamespaceRunner } from './userns.js';
 const extractMain = fileURLToPath(new URL('../cli/extract-main.cjs', import.meta.url));
 
 export type FinalReport = Extract<ExtractReport, { ok: boolean }>;
+
+let niceProgram: string | null | undefined;
+
+/**
+ * The helper's command line. A helper with a niceness (a pull's smaller
+ * layers) starts under `nice`: it sets its priority itself too, but only
+ * after Node's start (~100 ms of CPU), which competes with the start of the
+ * helper that the pull waits for most.
+ */
+function helperArgv(job: ExtractJob): string[] {
+  if (job.nice !== undefined) {
+    niceProgram ??= ['/usr/bin/nice', '/bin/nice'].find((path) => existsSync(path)) ?? null;
+    if (niceProgram) return [niceProgram, '-n', String(job.nice), process.execPath, extractMain];
+  }
+  return [process.execPath, extractMain];
+}
 
 /**
  * Runs the job; `onReport` sees each layer's report as soon as it is done
@@ -48,7 +65,7 @@ export async function runExtraction(
   }
   if (open === 0) input.end();
   try {
-    const result = await runner.run([process.execPath, extractMain], {
+    const result = await runner.run(helperArgv(job), {
       input,
       onStdoutLine: (line) => {
         let report: ExtractReport;
