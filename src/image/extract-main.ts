@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { countFrom, mark, now } from '../lib/timing.js';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
 import { readDecompressed } from './compression.js';
+import { prestartGunzipThread } from './gunzip-thread.js';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
 import { currentIdRanges, unpackLayer, type UnpackResult } from './unpack.js';
 
@@ -68,6 +69,8 @@ async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
 }
 
 async function main(): Promise<void> {
+  // layers are gzip nearly always: the decompression thread starts while the job is read
+  prestartGunzipThread();
   const { job, files } = await readJob();
   process.umask(0);
   if (job.nice !== undefined) {

@@ -9,7 +9,7 @@
 import { Worker } from 'node:worker_threads';
 import { NookError } from '../lib/errors.js';
 import type { GrowingFile } from './growing-file.js';
-import type { FromGunzipWorker, GunzipWorkerData, ToGunzipWorker } from './gunzip-worker.js';
+import type { FromGunzipWorker, ToGunzipWorker } from './gunzip-worker.js';
 import { workerFile } from './worker-file.js';
 
 // Through the parent directory: the same paths from the bundles in dist/src/cli/.
@@ -19,12 +19,32 @@ const workerBundle = new URL('../cli/gunzip-worker.bundle.cjs', import.meta.url)
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;
 
+let prestarted: Worker | undefined;
+
+/**
+ * Starts the thread of the next gunzipInThread now: a worker's start (a V8
+ * isolate and Node's bootstrap, 30 to 80 ms) then overlaps with whatever the
+ * caller does before it knows its file (the extraction helper: reading its
+ * job). One that is never used ends with the process.
+ */
+export function prestartGunzipThread(): void {
+  prestarted ??= startWorker();
+  prestarted.unref();
+}
+
+function startWorker(): Worker {
+  return new Worker(workerFile(workerModule, workerBundle));
+}
+
 /**
  * The inflated content of the gzip file at `path` (complete, or growing as
  * `file` says); once it has ended, `hashed.sha256` is the hex sha256 of all of it.
  */
 export async function* gunzipInThread(path: string, file: GrowingFile, what: string, hashed: { sha256?: string } = {}): AsyncGenerator<Buffer> {
-  const worker = new Worker(workerFile(workerModule, workerBundle), { workerData: { path, window: WINDOW } satisfies GunzipWorkerData });
+  const worker = prestarted ?? startWorker();
+  prestarted = undefined;
+  worker.ref();
+  worker.postMessage({ start: { path, window: WINDOW } } satisfies ToGunzipWorker);
   // the current state at once (queued on the port until the worker listens), then every change
   const stopFollowing = file.follow((event) => worker.postMessage({ growth: event } satisfies ToGunzipWorker));
 

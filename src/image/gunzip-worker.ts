@@ -7,7 +7,7 @@
  * thread's, so inflating goes on while the main thread writes files.
  */
 import { createHash } from 'node:crypto';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
 
@@ -17,31 +17,34 @@ export interface GunzipWorkerData {
   window: number;
 }
 
-/** main thread -> worker */
-export type ToGunzipWorker = { growth: GrowthEvent } | { taken: number };
+/** main thread -> worker: `start` first (the worker may be started before its file is known), then the others */
+export type ToGunzipWorker = { start: GunzipWorkerData } | { growth: GrowthEvent } | { taken: number };
 /** worker -> main thread */
 export type FromGunzipWorker = { chunk: Uint8Array } | { end: true; sha256: string } | { error: string; inInput: boolean };
 
 const BATCH = 1024 * 1024;
 
-async function main(): Promise<void> {
-  const port = parentPort!;
-  const data = workerData as GunzipWorkerData;
-  // its state arrives as messages, the first one at once (see gunzipInThread)
-  const file = new GrowingFile();
-  let outstanding = 0;
-  let resume: (() => void) | undefined;
-  port.on('message', (message: ToGunzipWorker) => {
-    if ('growth' in message) file.apply(message.growth);
-    else {
-      outstanding -= message.taken;
-      if (outstanding < data.window && resume) {
-        resume();
-        resume = undefined;
-      }
+const port = parentPort!;
+// its state arrives as messages, the first one at once (see gunzipInThread)
+const file = new GrowingFile();
+let outstanding = 0;
+let windowBytes = Infinity;
+let resume: (() => void) | undefined;
+port.on('message', (message: ToGunzipWorker) => {
+  if ('start' in message) {
+    windowBytes = message.start.window;
+    void main(message.start);
+  } else if ('growth' in message) file.apply(message.growth);
+  else {
+    outstanding -= message.taken;
+    if (outstanding < windowBytes && resume) {
+      resume();
+      resume = undefined;
     }
-  });
+  }
+});
 
+async function main(data: GunzipWorkerData): Promise<void> {
   const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   let inputError: Error | undefined;
   const input = (async () => {
@@ -90,4 +93,3 @@ async function main(): Promise<void> {
   port.postMessage({ end: true, sha256: hash.digest('hex') } satisfies FromGunzipWorker);
 }
 
-void main();
