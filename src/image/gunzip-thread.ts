@@ -10,16 +10,10 @@ import { Worker } from 'node:worker_threads';
 import { NookError } from '../lib/errors.js';
 import type { GrowingFile } from './growing-file.js';
 import type { FromGunzipWorker, ToGunzipWorker } from './gunzip-worker.js';
-import { workerFile } from './worker-file.js';
-
-// Through the parent directory: the same paths from the bundles in dist/src/cli/.
-const workerModule = new URL('../image/gunzip-worker.js', import.meta.url);
-const workerBundle = new URL('../cli/gunzip-worker.bundle.cjs', import.meta.url);
+import { gunzipWorkerFile, prestartGunzipWorker, takePrestartedGunzipWorker } from './worker-file.cjs';
 
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;
-
-let prestarted: Worker | undefined;
 
 /**
  * Starts the thread of the next gunzipInThread now: a worker's start (a V8
@@ -28,12 +22,7 @@ let prestarted: Worker | undefined;
  * job). One that is never used ends with the process.
  */
 export function prestartGunzipThread(): void {
-  prestarted ??= startWorker();
-  prestarted.unref();
-}
-
-function startWorker(): Worker {
-  return new Worker(workerFile(workerModule, workerBundle));
+  prestartGunzipWorker();
 }
 
 /**
@@ -41,8 +30,7 @@ function startWorker(): Worker {
  * `file` says); once it has ended, `hashed.sha256` is the hex sha256 of all of it.
  */
 export async function* gunzipInThread(path: string, file: GrowingFile, what: string, hashed: { sha256?: string } = {}): AsyncGenerator<Buffer> {
-  const worker = prestarted ?? startWorker();
-  prestarted = undefined;
+  const worker = takePrestartedGunzipWorker() ?? new Worker(gunzipWorkerFile());
   worker.ref();
   worker.postMessage({ start: { path, window: WINDOW } } satisfies ToGunzipWorker);
   // the current state at once (queued on the port until the worker listens), then every change
