@@ -45,7 +45,9 @@ port.on('message', (message: ToGunzipWorker) => {
 });
 
 async function main(data: GunzipWorkerData): Promise<void> {
-  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+  // 1 MiB output buffers: a quarter of the hand-offs to libuv's pool and of the buffers to map
+  // and fault in than with 256 KiB (~0.1 s less CPU for a 120 MB layer)
+  const gunzip = createGunzip({ chunkSize: BATCH });
   let inputError: Error | undefined;
   const input = (async () => {
     try {
@@ -64,15 +66,21 @@ async function main(data: GunzipWorkerData): Promise<void> {
   let pendingBytes = 0;
   const post = async () => {
     if (pendingBytes === 0) return;
-    // A fresh buffer of its own, so that it can be transferred rather than copied.
-    const batch = Buffer.allocUnsafeSlow(pendingBytes);
-    let offset = 0;
-    for (const part of pending) offset += part.copy(batch, offset);
+    // A buffer of its own, so that it can be transferred rather than copied: zlib's own output
+    // buffer when one chunk fills it all (zlib has moved on to a new one), else a copy.
+    const single = pending.length === 1 ? pending[0]! : undefined;
+    let batch: Buffer;
+    if (single && single.byteOffset === 0 && single.byteLength === single.buffer.byteLength) batch = single;
+    else {
+      batch = Buffer.allocUnsafeSlow(pendingBytes);
+      let offset = 0;
+      for (const part of pending) offset += part.copy(batch, offset);
+    }
     pending = [];
     outstanding += pendingBytes;
     pendingBytes = 0;
     const chunk = new Uint8Array(batch.buffer, 0, batch.length);
-    port.postMessage({ chunk } satisfies FromGunzipWorker, [batch.buffer]);
+    port.postMessage({ chunk } satisfies FromGunzipWorker, [batch.buffer as ArrayBuffer]);
     if (outstanding >= data.window) await new Promise<void>((resolve) => (resume = resolve));
   };
   try {
