@@ -4,12 +4,15 @@
 import { prestartGunzipWorker } from '../image/worker-file.cjs';
 import { launch } from './launcher.cjs';
 
-// Layers are gzip nearly always: the decompression thread starts before the helper's code is
-// loaded, and is ready when the first bytes are (src/image/worker-file.cts).
-try {
-  prestartGunzipWorker();
-} catch {
-  // only a matter of speed: gunzipInThread starts one itself
+// A first layer said to be gzip (nearly every pulled one; the parent says so): its decompression
+// thread starts before the helper's code is loaded, and is ready when the first bytes are
+// (src/image/worker-file.cts).
+if (process.argv.includes('--prestart-gunzip')) {
+  try {
+    prestartGunzipWorker();
+  } catch {
+    // only a matter of speed: gunzipInThread starts one itself
+  }
 }
 
 launch('extract-main').catch((error: unknown) => {

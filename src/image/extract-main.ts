@@ -17,12 +17,12 @@ import { createInterface } from 'node:readline';
 import { countFrom, mark, now } from '../lib/timing.js';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
 import { readDecompressed } from './compression.js';
-import { prestartGunzipThread } from './gunzip-thread.js';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
 import { currentIdRanges, unpackLayer, type UnpackResult } from './unpack.js';
 
 export interface ExtractJob {
-  layers: { blob: string; target: string; what: string; growing?: boolean }[];
+  /** `compression`: what the media type says (the content's magic bytes decide) */
+  layers: { blob: string; target: string; what: string; growing?: boolean; compression?: string }[];
   ignoreChownErrors: boolean;
   unmappedHint: string;
   /** niceness to run at (layers extracted in the background of a bigger one) */
@@ -69,8 +69,6 @@ async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
 }
 
 async function main(): Promise<void> {
-  // layers are gzip nearly always: the decompression thread starts while the job is read
-  prestartGunzipThread();
   const { job, files } = await readJob();
   process.umask(0);
   if (job.nice !== undefined) {

@@ -25,14 +25,17 @@ let niceProgram: string | null | undefined;
  * The helper's command line. A helper with a niceness (a pull's smaller
  * layers) starts under `nice`: it sets its priority itself too, but only
  * after Node's start (~100 ms of CPU), which competes with the start of the
- * helper that the pull waits for most.
+ * helper that the pull waits for most. A first layer said to be gzip has the
+ * helper start its decompression thread before anything else
+ * (src/cli/extract-main.cts).
  */
 function helperArgv(job: ExtractJob): string[] {
+  const helper = [process.execPath, extractMain, ...(job.layers[0]?.compression === 'gzip' ? ['--prestart-gunzip'] : [])];
   if (job.nice !== undefined) {
     niceProgram ??= ['/usr/bin/nice', '/bin/nice'].find((path) => existsSync(path)) ?? null;
-    if (niceProgram) return [niceProgram, '-n', String(job.nice), process.execPath, extractMain];
+    if (niceProgram) return [niceProgram, '-n', String(job.nice), ...helper];
   }
-  return [process.execPath, extractMain];
+  return helper;
 }
 
 /**

@@ -10,26 +10,17 @@ import { Worker } from 'node:worker_threads';
 import { NookError } from '../lib/errors.js';
 import type { GrowingFile } from './growing-file.js';
 import type { FromGunzipWorker, ToGunzipWorker } from './gunzip-worker.js';
-import { gunzipWorkerFile, prestartGunzipWorker, takePrestartedGunzipWorker } from './worker-file.cjs';
+import { gunzipWorkerFile, takePrestartedGunzipWorker } from './worker-file.cjs';
 
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;
-
-/**
- * Starts the thread of the next gunzipInThread now: a worker's start (a V8
- * isolate and Node's bootstrap, 30 to 80 ms) then overlaps with whatever the
- * caller does before it knows its file (the extraction helper: reading its
- * job). One that is never used ends with the process.
- */
-export function prestartGunzipThread(): void {
-  prestartGunzipWorker();
-}
 
 /**
  * The inflated content of the gzip file at `path` (complete, or growing as
  * `file` says); once it has ended, `hashed.sha256` is the hex sha256 of all of it.
  */
 export async function* gunzipInThread(path: string, file: GrowingFile, what: string, hashed: { sha256?: string } = {}): AsyncGenerator<Buffer> {
+  // started ahead by the extraction helper's entry point (./worker-file.cts), or now
   const worker = takePrestartedGunzipWorker() ?? new Worker(gunzipWorkerFile());
   worker.ref();
   worker.postMessage({ start: { path, window: WINDOW } } satisfies ToGunzipWorker);
