@@ -5,6 +5,9 @@
  *
  *   dist/src/cli/program.js          -> dist/src/cli/program.bundle.cjs          (nook)
  *   dist/src/cli/runtime-program.js  -> dist/src/cli/runtime-program.bundle.cjs  (nook-runtime)
+ *   dist/src/image/extract-main.js   -> dist/src/cli/extract-main.bundle.cjs     (the layer extraction helper)
+ *   dist/src/image/gunzip-worker.js  -> dist/src/cli/gunzip-worker.bundle.cjs    (its decompression thread,
+ *                                       started as a file: no launcher, no code cache)
  *
  * Everything is inside, dependencies too, except koffi (a native addon). The
  * library's lazy `import()`s become functions that initialise a module on
@@ -21,9 +24,16 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cliDir = join(root, 'dist', 'src', 'cli');
 
-for (const program of ['program', 'runtime-program']) {
+const programs = {
+  program: join(cliDir, 'program.js'),
+  'runtime-program': join(cliDir, 'runtime-program.js'),
+  'extract-main': join(root, 'dist', 'src', 'image', 'extract-main.js'),
+  'gunzip-worker': join(root, 'dist', 'src', 'image', 'gunzip-worker.js'),
+};
+
+for (const [program, entry] of Object.entries(programs)) {
   await build({
-    entryPoints: [join(cliDir, `${program}.js`)],
+    entryPoints: [entry],
     outfile: join(cliDir, `${program}.bundle.cjs`),
     bundle: true,
     platform: 'node',

@@ -31,7 +31,15 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
-export type ProgramName = 'program' | 'runtime-program';
+/** Each program's compiled entry module, relative to this directory; its bundle is NAME.bundle.cjs here. */
+const entries = {
+  program: './program.js',
+  'runtime-program': './runtime-program.js',
+  // the layer extraction helper, started for every pull and load (src/image/extract.ts)
+  'extract-main': '../image/extract-main.js',
+} as const;
+
+export type ProgramName = keyof typeof entries;
 
 export interface LaunchOptions {
   /**
@@ -48,9 +56,9 @@ export interface LaunchOptions {
 export async function launch(name: ProgramName, options: LaunchOptions = {}): Promise<void> {
   const here = __dirname;
   const bundlePath = join(here, `${name}.bundle.cjs`);
-  const bundle = freshBundle(bundlePath, join(here, `${name}.js`));
+  const bundle = freshBundle(bundlePath, join(here, entries[name]));
   if (!bundle || process.env.NOOK_NO_BUNDLE) {
-    await import(`./${name}.js`);
+    await import(entries[name]);
     return;
   }
 

@@ -14,17 +14,21 @@
 import { statSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
+import { countFrom, mark, now } from '../lib/timing.js';
 import { linuxSyscalls } from '../syscalls/syscalls.js';
 import { readDecompressed } from './compression.js';
 import { GrowingFile, type GrowthEvent } from './growing-file.js';
 import { currentIdRanges, unpackLayer, type UnpackResult } from './unpack.js';
 
 export interface ExtractJob {
-  layers: { blob: string; target: string; what: string; growing?: boolean }[];
+  /** `compression`: what the media type says (the content's magic bytes decide) */
+  layers: { blob: string; target: string; what: string; growing?: boolean; compression?: string }[];
   ignoreChownErrors: boolean;
   unmappedHint: string;
   /** niceness to run at (layers extracted in the background of a bigger one) */
   nice?: number;
+  /** NOOK_TIMING=1: the parent's start (ms since the epoch), which the helper's marks count from */
+  timingOrigin?: number;
 }
 
 /** Lines after the job on stdin: how a growing blob grows. */
@@ -41,10 +45,17 @@ export type ExtractReport =
 
 /** Reads the job, then keeps applying growth lines to the layers' files until stdin ends. */
 async function readJob(): Promise<{ job: ExtractJob; files: GrowingFile[] }> {
+  const started = now();
   const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
   const first = await lines.next();
   if (first.done) throw new Error('no job on standard input');
   const job = JSON.parse(first.value as string) as ExtractJob;
+  if (job.timingOrigin !== undefined) {
+    countFrom(job.timingOrigin);
+    mark(`extraction helper ${process.pid}: process start`, 0);
+    mark(`extraction helper ${process.pid}: waiting for its job`, started);
+    mark(`extraction helper ${process.pid}: job read`);
+  }
   const files = job.layers.map((layer) => (layer.growing ? new GrowingFile() : GrowingFile.complete(statSync(layer.blob).size)));
   void (async () => {
     for (let next = await lines.next(); !next.done; next = await lines.next()) {
@@ -67,16 +78,21 @@ async function main(): Promise<void> {
       // only a matter of speed
     }
   }
-  const syscalls = await linuxSyscalls();
+  // koffi (mknod, xattrs, statfs) loads while the first layer's decompression thread starts
+  const syscallsLoading = linuxSyscalls();
+  syscallsLoading.catch(() => undefined);
   const ranges = currentIdRanges();
   for (const [index, layer] of job.layers.entries()) {
     let report: ExtractReport;
     let size = 0;
     const ticker = setInterval(() => process.stdout.write(`${JSON.stringify({ index, progress: size })}\n`), 250);
     const content = readDecompressed(layer.blob, files[index]!, layer.what);
+    const chunks = startedNow(content.chunks);
     try {
+      const syscalls = await syscallsLoading;
       const counted = (async function* () {
-        for await (const chunk of content.chunks) {
+        for await (const chunk of chunks) {
+          if (size === 0) mark(`extraction helper ${process.pid}: first data of ${layer.what}`);
           size += chunk.length;
           yield chunk;
         }
@@ -99,11 +115,24 @@ async function main(): Promise<void> {
     } finally {
       clearInterval(ticker);
     }
+    mark(`extraction helper ${process.pid}: ${layer.what} done`);
     process.stdout.write(`${JSON.stringify(report)}\n`);
     if (!('ok' in report) || !report.ok) break;
   }
   // growth lines may still be coming: do not wait for stdin to end
   process.exit();
+}
+
+/** `source`, already asked for its first item: whatever it starts (a thread) starts now. */
+function startedNow<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
+  const first = source.next();
+  first.catch(() => undefined); // seen when the result is iterated
+  return (async function* () {
+    const head = await first;
+    if (head.done) return;
+    yield head.value;
+    yield* source;
+  })();
 }
 
 main().catch((error: unknown) => {

@@ -9,10 +9,8 @@
 import { Worker } from 'node:worker_threads';
 import { NookError } from '../lib/errors.js';
 import type { GrowingFile } from './growing-file.js';
-import type { FromGunzipWorker, GunzipWorkerData, ToGunzipWorker } from './gunzip-worker.js';
-
-// Through the parent directory: the same path from the CLI's bundle in dist/src/cli/.
-const workerUrl = new URL('../image/gunzip-worker.js', import.meta.url);
+import type { FromGunzipWorker, ToGunzipWorker } from './gunzip-worker.js';
+import { gunzipWorkerFile, takePrestartedGunzipWorker } from './worker-file.cjs';
 
 /** How far (bytes of output) the worker may run ahead of the consumer. */
 const WINDOW = 8 * 1024 * 1024;
@@ -22,7 +20,10 @@ const WINDOW = 8 * 1024 * 1024;
  * `file` says); once it has ended, `hashed.sha256` is the hex sha256 of all of it.
  */
 export async function* gunzipInThread(path: string, file: GrowingFile, what: string, hashed: { sha256?: string } = {}): AsyncGenerator<Buffer> {
-  const worker = new Worker(workerUrl, { workerData: { path, window: WINDOW } satisfies GunzipWorkerData });
+  // started ahead by the extraction helper's entry point (./worker-file.cts), or now
+  const worker = takePrestartedGunzipWorker() ?? new Worker(gunzipWorkerFile());
+  worker.ref();
+  worker.postMessage({ start: { path, window: WINDOW } } satisfies ToGunzipWorker);
   // the current state at once (queued on the port until the worker listens), then every change
   const stopFollowing = file.follow((event) => worker.postMessage({ growth: event } satisfies ToGunzipWorker));
 

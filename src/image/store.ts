@@ -864,6 +864,7 @@ export class StoreLease {
               target: join(w.dir, 'diff'),
               what: w.layer.what ?? `layer ${shortDigest(w.layer.diffId)}`,
               growing: w.layer.download !== undefined,
+              compression: w.layer.compression,
             })),
             ignoreChownErrors: this.store.options.ignoreChownErrors ?? false,
             unmappedHint: runner.unmappedHint,

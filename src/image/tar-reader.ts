@@ -75,7 +75,41 @@ class ByteReader {
   /** Exactly n bytes, or fewer only at the end of the stream. */
   async read(n: number): Promise<Buffer> {
     await this.fill(n);
-    const take = Math.min(n, this.buffered);
+    return this.copyOut(Math.min(n, this.buffered));
+  }
+
+  /**
+   * Exactly n bytes when they are buffered already, else undefined: most
+   * headers and files of a layer are, and reading them without an await per
+   * block is a good part of the extractor's time.
+   */
+  readBuffered(n: number): Buffer | undefined {
+    return this.buffered >= n ? this.copyOut(n) : undefined;
+  }
+
+  /** The next n bytes as slices of the buffered chunks (no copy) when they are all buffered, else undefined. */
+  takeBuffered(n: number): Buffer[] | undefined {
+    if (this.buffered < n) return undefined;
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const head = this.chunks[0]!;
+      if (head.length <= left) {
+        out.push(head);
+        this.chunks.shift();
+        left -= head.length;
+      } else {
+        out.push(head.subarray(0, left));
+        this.chunks[0] = head.subarray(left);
+        left = 0;
+      }
+    }
+    this.buffered -= n;
+    this.offset += n;
+    return out;
+  }
+
+  private copyOut(take: number): Buffer {
     const out = Buffer.allocUnsafe(take);
     let copied = 0;
     while (copied < take) {
@@ -131,12 +165,27 @@ function parseNumber(block: Buffer, start: number, length: number, field: string
     if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new NookError(`${where()}: absurd ${field} ${value} in tar header`);
     return Number(value);
   }
+  // Octal digits, optionally surrounded by spaces, ended by NUL or the field's end (most of the
+  // header's work: read without building strings; anything else goes to the strict path below).
+  let i = 0;
+  while (i < length && bytes[i] === 0x20) i++;
+  let value = 0;
+  for (; i < length; i++) {
+    const byte = bytes[i]!;
+    if (byte < 0x30 || byte > 0x37) break;
+    value = value * 8 + (byte - 0x30);
+  }
+  while (i < length && bytes[i] === 0x20) i++;
+  if (i === length || bytes[i] === 0) {
+    if (!Number.isSafeInteger(value)) throw new NookError(`${where()}: absurd ${field} in tar header`);
+    return value;
+  }
   const text = bytes.toString('latin1').replace(/\0.*$/s, '').trim();
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw new NookError(`${where()}: malformed ${field} field ${JSON.stringify(text)} in tar header`);
-  const value = parseInt(text, 8);
-  if (!Number.isSafeInteger(value)) throw new NookError(`${where()}: absurd ${field} in tar header`);
-  return value;
+  const parsed = parseInt(text, 8);
+  if (!Number.isSafeInteger(parsed)) throw new NookError(`${where()}: absurd ${field} in tar header`);
+  return parsed;
 }
 
 function decodeName(bytes: Buffer, where: () => string): string {
@@ -150,14 +199,21 @@ function decodeName(bytes: Buffer, where: () => string): string {
 function checksumValid(block: Buffer): boolean {
   const recorded = parseInt(cString(block, 148, 8).toString('latin1').trim() || 'x', 8);
   if (Number.isNaN(recorded)) return false;
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : block[i]!;
+  // the checksum field itself counts as eight spaces
+  let unsigned = 8 * 0x20;
+  let high = 0;
+  for (let i = 0; i < 148; i++) {
+    const byte = block[i]!;
     unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
+    if (byte > 127) high++;
   }
-  return recorded === unsigned || recorded === signed;
+  for (let i = 156; i < BLOCK; i++) {
+    const byte = block[i]!;
+    unsigned += byte;
+    if (byte > 127) high++;
+  }
+  // old tars summed signed bytes: each byte over 127 counts 256 less
+  return recorded === unsigned || recorded === unsigned - 256 * high;
 }
 
 interface PaxRecords {
@@ -236,6 +292,8 @@ export interface TarItem {
   entry: TarEntry;
   /** the entry's data; must be consumed (or is skipped) before asking for the next entry */
   body: AsyncIterable<Buffer>;
+  /** a file's whole data, when it was all read already (then `body` yields the same buffers) */
+  data?: Buffer[];
 }
 
 /**
@@ -258,7 +316,7 @@ export async function* readTar(source: AsyncIterable<Buffer | string>, options: 
 
   for (;;) {
     const headerOffset = reader.offset;
-    const block = await reader.read(BLOCK);
+    const block = reader.readBuffered(BLOCK) ?? (await reader.read(BLOCK));
     const where = () => `${what}: tar header at byte ${headerOffset}`;
     if (block.length === 0) {
       if (entries === 0 && headerOffset === 0) throw new NookError(`${what} is empty (not a tar archive)`);
@@ -334,7 +392,8 @@ export async function* readTar(source: AsyncIterable<Buffer | string>, options: 
     // GNU dump directory listing, a hardlink with data) are skipped.
     const dataSize = entry.size;
     if (entry.type !== 'file') entry.size = 0;
-    let remaining = dataSize;
+    const data = entry.type === 'file' ? reader.takeBuffered(dataSize) : undefined;
+    let remaining = data ? 0 : dataSize;
     const shownPath = entry.path.length > 200 ? `${entry.path.slice(0, 200)}...` : entry.path;
     const body = (async function* () {
       while (remaining > 0) {
@@ -346,7 +405,8 @@ export async function* readTar(source: AsyncIterable<Buffer | string>, options: 
         yield chunk;
       }
     })();
-    yield { entry, body: entry.type === 'file' ? body : emptyBody() };
+    if (data) yield { entry, body: bodyOf(data), data };
+    else yield { entry, body: entry.type === 'file' ? body : emptyBody() };
     // Skip whatever the consumer did not read (also when it stopped iterating the body early).
     while (remaining > 0) {
       const chunk = await reader.readSome(Math.min(remaining, 1024 * 1024));
@@ -355,7 +415,7 @@ export async function* readTar(source: AsyncIterable<Buffer | string>, options: 
     }
     const pad = padding(dataSize);
     if (pad > 0) {
-      const skipped = await reader.read(pad);
+      const skipped = reader.readBuffered(pad) ?? (await reader.read(pad));
       if (skipped.length < pad) break; // archive ends in the padding: tolerated, data is complete
     }
   }
@@ -364,6 +424,10 @@ export async function* readTar(source: AsyncIterable<Buffer | string>, options: 
 
 async function* emptyBody(): AsyncGenerator<Buffer> {
   // no data
+}
+
+async function* bodyOf(data: Buffer[]): AsyncGenerator<Buffer> {
+  yield* data;
 }
 
 function padding(size: number): number {

@@ -201,6 +201,21 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
     }
   };
 
+  /**
+   * The owner a file created here gets by itself (the helper's own ids, root
+   * of the user namespace), or undefined when that is not certain: a file
+   * created with the owner the tar asks for needs no chown (one system call
+   * less per file). A setgid directory would give new files its group, and
+   * its subdirectories its setgid bit: then every entry is chowned.
+   */
+  const creator = ((): { uid: number; gid: number } | undefined => {
+    if (!options.chown || !process.geteuid || !process.getegid) return undefined;
+    const st = lstatSync(root);
+    return (st.mode & 0o2000) === 0 && st.gid === process.getegid() ? { uid: process.geteuid(), gid: process.getegid() } : undefined;
+  })();
+  /** Whether `owner` is not already the owner of a file this extraction has just created. */
+  const needsChown = (owner: { uid: number; gid: number }): boolean => creator === undefined || owner.uid !== creator.uid || owner.gid !== creator.gid;
+
   const ownerFor = (entry: TarEntry, path: string): { uid: number; gid: number } => {
     const uidOk = !options.uidRanges || inRanges(entry.uid, options.uidRanges);
     const gidOk = !options.gidRanges || inRanges(entry.gid, options.gidRanges);
@@ -263,7 +278,7 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
     result.notes.push('the filesystem under the store refused overlay whiteouts (0/0 device or user.overlay.opaque xattr); whiteouts are kept as .wh. files, which only fuse-overlayfs reads');
   };
 
-  for await (const { entry, body } of readTar(source, { what })) {
+  for await (const { entry, body, data } of readTar(source, { what })) {
     result.entries++;
     const components = safeComponents(entry.path, what);
     const base = components[components.length - 1];
@@ -287,16 +302,22 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
 
     switch (entry.type) {
       case 'directory': {
+        // an existing directory (the root, a parent made for an earlier entry, a repeated entry) may have another owner
+        let created = false;
         if (components.length > 0 && !knownDirs.has(path)) {
           try {
             mkdirSync(path, { mode: 0o700 });
+            created = true;
           } catch (error) {
             if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-            if (!removeExisting(path, true)) mkdirSync(path, { mode: 0o700 });
+            if (!removeExisting(path, true)) {
+              mkdirSync(path, { mode: 0o700 });
+              created = true;
+            }
           }
           knownDirs.add(path);
         }
-        if (owner) lchownSync(path, owner.uid, owner.gid);
+        if (owner && (!created || needsChown(owner))) lchownSync(path, owner.uid, owner.gid);
         applyXattrs(path, entry);
         dirs.set(path, { path, mode: entry.mode, mtime: entry.mtime });
         break;
@@ -312,12 +333,15 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
         // helper runs with umask 0, so the permission bits are final already.
         const fd = createReplacing(path, () => openSync(path, 'wx', entry.mode & 0o777));
         try {
-          for await (const chunk of body) {
+          const write = (chunk: Buffer) => {
             let written = 0;
             while (written < chunk.length) written += writeSync(fd, chunk, written, chunk.length - written);
-          }
+          };
+          // data already read (most files): written without an await per chunk
+          if (data) for (const chunk of data) write(chunk);
+          else for await (const chunk of body) write(chunk);
           // chown first: it clears setuid bits and file capabilities set before it
-          if (owner) fchownSync(fd, owner.uid, owner.gid);
+          if (owner && needsChown(owner)) fchownSync(fd, owner.uid, owner.gid);
           applyXattrs(path, entry);
           if ((entry.mode & 0o7000) !== 0 || umask !== 0) fchmodSync(fd, entry.mode);
           futimesSync(fd, entry.mtime, entry.mtime);
@@ -332,7 +356,7 @@ export async function unpackLayer(source: AsyncIterable<Buffer>, rootDir: string
           throw new NookError(`${what}: refusing symlink ${short(entry.path)}: its target is not a valid path`);
         }
         createReplacing(path, () => symlinkSync(entry.linkpath, path));
-        if (owner) lchownSync(path, owner.uid, owner.gid);
+        if (owner && needsChown(owner)) lchownSync(path, owner.uid, owner.gid);
         applyXattrs(path, entry);
         lutimesSync(path, entry.mtime, entry.mtime);
         break;

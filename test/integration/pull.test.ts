@@ -6,7 +6,7 @@
  * registries.conf, concurrent pulls.
  */
 import test from 'ava';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, runNook, spawnNook, type NookResult } from '../helpers/nook.js';
 import { tempStore, type TempStore } from '../helpers/store.js';
@@ -163,6 +163,26 @@ test('credentials: a wrong password and no credentials are told apart; login che
   t.false(existsSync(authFile) && (await import('node:fs')).readFileSync(authFile, 'utf8').includes(registry.host));
   const viaAuthfile = await nook(store, ['pull', '--cert-dir', registry.certDir, '--authfile', other, registry.images.layered]);
   t.is(viaAuthfile.exitCode, 0, describe(viaAuthfile));
+});
+
+test('TLS: a certs.d CA that did not sign the registry certificate, and the system bundle that did: trusted through the bundle', async (t) => {
+  // the certs.d CA alone is tried first (it is cheaper than the system bundle); the bundle is the fallback
+  const store = await tempStore(t);
+  const systemCas = readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8');
+  const unrelated = systemCas.slice(0, systemCas.indexOf('-----END CERTIFICATE-----') + '-----END CERTIFICATE-----'.length);
+  t.true(unrelated.startsWith('-----BEGIN CERTIFICATE-----'), 'a CA from the system bundle to use as an unrelated one');
+  const certDir = join(store.home, 'other-ca');
+  mkdirSync(certDir);
+  writeFileSync(join(certDir, 'ca.crt'), `${unrelated}\n`);
+  const bundle = join(store.home, 'bundle.pem');
+  writeFileSync(bundle, readFileSync(registry.caFile));
+  const result = await nook(store, ['--debug', 'pull', '--cert-dir', certDir, '--creds', creds, '-q', registry.images.busybox], { SSL_CERT_FILE: bundle });
+  t.is(result.exitCode, 0, describe(result));
+  t.regex(result.stderr, /its certificate is not signed by the CAs of .*other-ca; trying the system's as well/);
+  // with neither, still the one-line refusal
+  const refused = await nook(store, ['pull', '--cert-dir', certDir, '--creds', creds, '-q', registry.images.layered], { SSL_CERT_FILE: join(certDir, 'ca.crt') });
+  t.is(refused.exitCode, 125);
+  t.regex(refused.stderr.trim().split('\n').pop()!, /^Error: TLS failure talking to .*: certificate signed by unknown authority/);
 });
 
 test('TLS: an unknown CA fails with the fix; certs.d and --tls-verify=false work', async (t) => {

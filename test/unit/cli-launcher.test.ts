@@ -5,7 +5,7 @@
  * and on the real nook.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,18 +101,24 @@ test('an unwritable cache directory costs only the cache', (t) => {
   }
 });
 
-test('the build bundled nook and nook-runtime, and both start from their bundles', (t) => {
+test('the build bundled nook, nook-runtime, the extraction helper and its thread, and they start from their bundles', (t) => {
   for (const program of ['program', 'runtime-program']) {
     t.true(statSync(join(cliDir, `${program}.bundle.cjs`)).mtimeMs >= statSync(join(cliDir, `${program}.js`)).mtimeMs, `${program} bundle is fresh`);
     // the launcher reads bundles as latin1
     t.false(readFileSync(join(cliDir, `${program}.bundle.cjs`)).some((byte) => byte > 0x7f), `${program} bundle is ASCII`);
+  }
+  for (const helper of ['extract-main', 'gunzip-worker']) {
+    t.true(statSync(join(cliDir, `${helper}.bundle.cjs`)).mtimeMs >= statSync(join(cliDir, '..', 'image', `${helper}.js`)).mtimeMs, `${helper} bundle is fresh`);
   }
   const cache = mkdtempSync(join(tmpdir(), 'nook-launcher-cache-'));
   try {
     t.is(execFileSync(process.execPath, [join(cliDir, 'main.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }).trim(), '0.1.0');
     t.regex(execFileSync(process.execPath, [join(cliDir, 'runtime-main.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' }), /nook-runtime version/);
     // `--version` is not a hot command of nook's; every command of nook-runtime is.
-    t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).map((f) => `${f.split('-').slice(0, -5).join('-')} ${f.split('-').at(-1)}`).sort(), ['program cold.bin', 'runtime-program hot.bin']);
+    // the helper without a job says so on stdout, as a failed layer report, and leaves its own cache
+    const helper = spawnSync(process.execPath, [join(cliDir, 'extract-main.cjs')], { input: '', env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' });
+    t.is(helper.stdout.trim(), JSON.stringify({ index: -1, ok: false, message: 'no job on standard input' }));
+    t.deepEqual(readdirSync(join(cache, 'nook', 'code-cache')).map((f) => `${f.split('-').slice(0, -5).join('-')} ${f.split('-').at(-1)}`).sort(), ['extract-main hot.bin', 'program cold.bin', 'runtime-program hot.bin']);
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }

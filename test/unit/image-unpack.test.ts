@@ -218,3 +218,59 @@ test('tar reader: GNU long names, pax paths, trailing data is consumed', async (
   for await (const { entry } of readTar(chunksOf(tar, 100))) seen.push(`${entry.type}:${entry.path}:${entry.linkpath.length}`);
   t.deepEqual(seen, [`file:${long}:0`, 'symlink:l:200']);
 });
+
+test('tar reader: a file read already comes as data, one still arriving as a body, the same bytes either way', async (t) => {
+  const entries: RawEntry[] = [
+    { path: 'small', data: 'abc' },
+    { path: 'empty', data: '' },
+    { path: 'bigger', data: 'x'.repeat(5000) },
+    { path: 'odd', data: 'y'.repeat(511) },
+  ];
+  const tar = makeTar(entries);
+  for (const size of [tar.length, 700, 7]) {
+    const seen: string[] = [];
+    const ways = new Set<string>();
+    for await (const { entry, body, data } of readTar(chunksOf(tar, size))) {
+      const chunks: Buffer[] = [];
+      if (data) for (const chunk of data) chunks.push(chunk);
+      else for await (const chunk of body) chunks.push(chunk);
+      ways.add(data ? 'data' : 'body');
+      seen.push(`${entry.path}:${Buffer.concat(chunks).toString()}`);
+    }
+    t.deepEqual(seen, entries.map((e) => `${e.path}:${String(e.data)}`), `chunks of ${size}`);
+    // one chunk: every file is buffered already; 7-byte chunks: none of the non-empty ones is
+    if (size === tar.length) t.deepEqual([...ways], ['data']);
+    if (size === 7) t.true(ways.has('body'));
+  }
+});
+
+test('tar reader: numeric fields with spaces, NULs or nothing, as tars write them', async (t) => {
+  const tar = makeTar([{ path: 'f', data: 'x', uid: 1234, mtime: 1600000000 }]);
+  const variants: [string, number][] = [
+    ['0002322\0', 1234], // the usual
+    ['   2322 ', 1234], // space-padded
+    ['2322\0\0\0\0', 1234],
+    ['\0\0\0\0\0\0\0\0', 0], // empty
+    ['\t2322  \0', 1234], // whitespace other than spaces, as before
+  ];
+  for (const [field, uid] of variants) {
+    const copy = Buffer.from(tar);
+    copy.write(field, 108, 8, 'latin1');
+    copy.write('        ', 148, 'latin1');
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += copy[i]!;
+    copy.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    const seen: number[] = [];
+    for await (const { entry } of readTar(chunksOf(copy))) seen.push(entry.uid);
+    t.deepEqual(seen, [uid], JSON.stringify(field));
+  }
+  const bad = Buffer.from(tar);
+  bad.write('12x4\0\0\0\0', 108, 8, 'latin1');
+  bad.write('        ', 148, 'latin1');
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += bad[i]!;
+  bad.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  await t.throwsAsync(async () => {
+    for await (const _ of readTar(chunksOf(bad))) void _;
+  }, { message: /malformed uid field "12x4"/ });
+});

@@ -14,6 +14,8 @@ import { NookError, errnoCode } from '../../lib/errors.js';
 export interface TlsMaterial {
   /** undefined: Node's defaults (no extra CA and no system bundle found) */
   ca: string[] | undefined;
+  /** the CAs of the certs.d directory alone (also in `ca`) */
+  extraCas: string[];
   cert: string | undefined;
   key: string | undefined;
   /** the certs.d directory used, if any (for error messages) */
@@ -107,5 +109,5 @@ export function tlsMaterialFor(host: string, options: { certDir?: string | undef
   const bundle = systemBundle(env);
   // Node replaces its own roots when `ca` is given, so the defaults must be passed along.
   const ca = bundle === undefined && extraCas.length === 0 ? undefined : [...(bundle === undefined ? rootCertificates : [bundle]), ...extraCas];
-  return { ca, cert, key, certDir: dir };
+  return { ca, extraCas, cert, key, certDir: dir };
 }

@@ -11,7 +11,7 @@ import { createSecureContext } from 'node:tls';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NookError, errnoCode } from '../../lib/errors.js';
-import { tlsMaterialFor, userCertsDir } from './certs.js';
+import { tlsMaterialFor, userCertsDir, type TlsMaterial } from './certs.js';
 import { RegistryError } from './errors.js';
 
 export interface TransportOptions {
@@ -46,6 +46,9 @@ export interface Request {
 
 const USER_AGENT = 'nook/0.1.0';
 
+/** Verification errors that a wider set of trusted CAs might resolve. */
+const UNKNOWN_AUTHORITY = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT']);
+
 /** Network errors worth another try: the connection broke, not the request. */
 const TRANSIENT = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'ERR_HTTP_REQUEST_TIMEOUT']);
 
@@ -70,6 +73,8 @@ export function isTlsError(error: unknown): boolean {
 
 export class Transport {
   private readonly agents = new Map<string, http.Agent>();
+  /** agents (by key) that trust only their host's certs.d CAs so far, with what trusting everything takes */
+  private readonly narrowAgents = new Map<string, TlsMaterial>();
   /** hosts found to speak plain HTTP (only ever for insecure ones) */
   private readonly plainHttp = new Set<string>();
   private readonly attempts: number;
@@ -131,6 +136,10 @@ export class Transport {
         response = await this.sendOnce(method, url, headers);
       } catch (error) {
         const code = errnoCode(error);
+        if (code !== undefined && UNKNOWN_AUTHORITY.has(code) && this.widenTrust(url)) {
+          attempt--; // not a failure of the registry's
+          continue;
+        }
         const fallback = url.protocol === 'https:' && registryHost !== undefined && this.insecure(registryHost) && (isTlsError(error) || code === 'ECONNRESET');
         if (fallback) {
           // An insecure registry may speak plain HTTP: try that, and remember it.
@@ -191,12 +200,35 @@ export class Transport {
     } else {
       const host = url.host;
       const material = tlsMaterialFor(registryHostForCerts(host), { certDir: this.options.certDir, env: this.options.env });
-      // One secure context per host: given `ca` alone, every new connection would parse the whole CA bundle again (~30 ms).
-      const secureContext = createSecureContext({ ca: material.ca, cert: material.cert, key: material.key });
-      agent = new https.Agent({ keepAlive: true, maxSockets: 16, secureContext, rejectUnauthorized: !this.insecure(registryHostForCerts(host)) });
+      // A registry with a CA of its own in certs.d (or --cert-dir) is tried with that CA alone:
+      // parsing the system's whole bundle costs ~10 ms before the first request (on top of
+      // ~20 ms of OpenSSL set-up that any context costs). A certificate
+      // that it does not verify gets the whole set (widenTrust); trusting a subset first never
+      // accepts what the whole set would refuse.
+      const narrow = material.extraCas.length > 0 && material.ca !== undefined && material.ca.length > material.extraCas.length;
+      agent = this.httpsAgent(host, material, narrow ? material.extraCas : material.ca);
+      if (narrow) this.narrowAgents.set(key, material);
     }
     this.agents.set(key, agent);
     return agent;
+  }
+
+  private httpsAgent(host: string, material: TlsMaterial, ca: string[] | undefined): https.Agent {
+    // One secure context per host: given `ca` alone, every new connection would parse the whole CA bundle again (~30 ms).
+    const secureContext = createSecureContext({ ca, cert: material.cert, key: material.key });
+    return new https.Agent({ keepAlive: true, maxSockets: 16, secureContext, rejectUnauthorized: !this.insecure(registryHostForCerts(host)) });
+  }
+
+  /** The agent of `url` trusted only certs.d CAs: it now trusts the system's too. False when there is nothing wider. */
+  private widenTrust(url: URL): boolean {
+    const key = `${url.protocol}//${url.host}`;
+    const material = this.narrowAgents.get(key);
+    if (!material) return false;
+    this.narrowAgents.delete(key);
+    this.agents.get(key)?.destroy();
+    this.agents.set(key, this.httpsAgent(url.host, material, material.ca));
+    this.log(`${url.host}: its certificate is not signed by the CAs of ${material.certDir ?? 'its certificate directory'}; trying the system's as well`);
+    return true;
   }
 
   /** A network error as one line: what failed, for which host, and the fix. */
