@@ -8,6 +8,7 @@
  *   dist/src/image/extract-main.js   -> dist/src/cli/extract-main.bundle.cjs     (the layer extraction helper)
  *   dist/src/image/gunzip-worker.js  -> dist/src/cli/gunzip-worker.bundle.cjs    (its decompression thread,
  *                                       started as a file: no launcher, no code cache)
+ *   dist/src/rootfs/vfs-copy.js      -> dist/src/cli/vfs-copy.bundle.cjs         (the vfs driver's copy)
  *
  * Everything is inside, dependencies too, except koffi (a native addon). The
  * library's lazy `import()`s become functions that initialise a module on
@@ -29,6 +30,7 @@ const programs = {
   'runtime-program': join(cliDir, 'runtime-program.js'),
   'extract-main': join(root, 'dist', 'src', 'image', 'extract-main.js'),
   'gunzip-worker': join(root, 'dist', 'src', 'image', 'gunzip-worker.js'),
+  'vfs-copy': join(root, 'dist', 'src', 'rootfs', 'vfs-copy.js'),
 };
 
 for (const [program, entry] of Object.entries(programs)) {

@@ -37,6 +37,8 @@ const entries = {
   'runtime-program': './runtime-program.js',
   // the layer extraction helper, started for every pull and load (src/image/extract.ts)
   'extract-main': '../image/extract-main.js',
+  // the vfs storage driver's copy of an image, started for every container on vfs (src/rootfs/driver.ts)
+  'vfs-copy': '../rootfs/vfs-copy.js',
 } as const;
 
 export type ProgramName = keyof typeof entries;

@@ -79,7 +79,7 @@ export async function createContainer(options: ContainerOptions, context: Create
     mkdirSync(dirs.merged, { mode: 0o755, recursive: true });
     if (storage.driver === 'vfs') {
       const { copyLayersForVfs } = await import('../rootfs/driver.js');
-      await copyLayersForVfs(image.layerDirs, dirs.upper);
+      await copyLayersForVfs(image.layerDirs, dirs.upper, { plainBottomLayer: image.plainBottomLayer });
     }
 
     const files = await network.files({ hostname, name });

@@ -14,6 +14,8 @@ export interface ImageForRun {
   layerDirs: string[];
   /** 'aufs' when some layer keeps .wh. files, which only fuse-overlayfs reads */
   whiteoutFormat: 'overlay' | 'aufs';
+  /** the bottom-most layer holds no whiteouts or opaque directories */
+  plainBottomLayer: boolean;
   readFile(containerPath: string): string | null;
 }
 
@@ -52,6 +54,7 @@ export async function openImageForRun(paths: NookPaths, reference: string, pull:
     config: image.config,
     layerDirs: image.layerDirs,
     whiteoutFormat: image.whiteoutFormat,
+    plainBottomLayer: image.plainBottomLayer,
     // Whiteouts and opaque directories honoured: a file deleted by an upper layer reads as absent.
     readFile: (containerPath) => readImageFile(image.layerDirs, containerPath, syscalls),
   };

@@ -77,6 +77,8 @@ export interface LayerRecord {
   /** bytes of file data written */
   contentBytes: number;
   whiteoutFormat: WhiteoutFormat;
+  /** whiteouts and opaque directories in the layer (absent in records written before it was counted) */
+  overlayMarkers?: number;
   notes: string[];
   created: string;
 }

@@ -111,6 +111,8 @@ export interface ImageForRun {
   layerDirs: string[];
   /** 'aufs' when some layer keeps .wh. files: only fuse-overlayfs reads those */
   whiteoutFormat: WhiteoutFormat;
+  /** the bottom-most layer is known to hold no whiteouts or opaque directories (the vfs driver may then copy it as it is) */
+  plainBottomLayer: boolean;
 }
 
 export interface CommitSpec {
@@ -332,6 +334,7 @@ export class ImageStore {
     const { record } = view;
     const config = this.readConfig(record);
     let whiteoutFormat: WhiteoutFormat = 'overlay';
+    let plainBottomLayer = false;
     const layerDirs: string[] = [];
     for (const layer of record.layers) {
       const info = this.readLayerRecord(layer.diffId);
@@ -339,6 +342,7 @@ export class ImageStore {
         throw new NookError(`layer ${shortDigest(layer.diffId)} of image ${record.id.slice(0, 12)} is missing from the store; remove the image and load or pull it again`);
       }
       if (info.whiteoutFormat === 'aufs') whiteoutFormat = 'aufs';
+      if (layerDirs.length === 0) plainBottomLayer = info.overlayMarkers === 0;
       layerDirs.push(this.layerDiffDir(layer.diffId));
     }
     return {
@@ -348,6 +352,7 @@ export class ImageStore {
       imageConfig: config,
       layerDirs: layerDirs.reverse(),
       whiteoutFormat,
+      plainBottomLayer,
     };
   }
 
@@ -900,6 +905,7 @@ export class StoreLease {
         size: report.size,
         contentBytes: report.result.bytes,
         whiteoutFormat: report.result.whiteoutFormat,
+        overlayMarkers: report.result.whiteouts + report.result.opaqueDirs,
         notes: report.result.notes,
         created: new Date().toISOString(),
       };

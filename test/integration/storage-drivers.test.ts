@@ -76,3 +76,22 @@ test('vfs: a bottom layer copied by cp -a keeps hard links and loses the whiteou
   t.is(sys.lgetxattr(join(store.root, 'containers', inspect[0]!.Id, 'upper', 'opq'), 'user.overlay.opaque'), null);
   t.is((await nook(['rm', 'vfs-bottom'])).exitCode, 0);
 });
+
+test('vfs: a single layer without whiteouts is copied as it is, hard links and owners kept', async (t) => {
+  const busybox = readFileSync(execFileSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).trim());
+  const tarPath = join(store.dir, 'plain.tar');
+  writeFileSync(
+    tarPath,
+    makeTar([
+      { path: 'bin/', type: 'dir', mode: 0o755 },
+      { path: 'bin/busybox', data: busybox, mode: 0o755 },
+      { path: 'bin/sh', type: 'symlink', linkpath: 'busybox' },
+      { path: 'a', data: 'hard\n', uid: 1000, gid: 1000 },
+      { path: 'b', type: 'hardlink', linkpath: 'a' },
+    ]),
+  );
+  t.is((await nook(['import', tarPath, 'localhost/vfs-plain:test'])).exitCode, 0);
+  const r = await nook(['run', '--rm', '--storage-driver', 'vfs', 'localhost/vfs-plain:test', 'sh', '-c', 'busybox stat -c "%h %u:%g" /b; busybox cat /b']);
+  t.is(r.exitCode, 0, describe(r));
+  t.is(r.stdout, '2 1000:1000\nhard');
+});
