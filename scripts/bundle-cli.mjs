@@ -50,6 +50,10 @@ for (const [program, entry] of Object.entries(programs)) {
     banner: { js: "const __nook_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
     // ASCII only (non-ASCII characters escaped): the launcher reads it as latin1.
     charset: 'ascii',
+    // A third less to read and ~5 ms less to load from the code cache on every start; names
+    // stay (stack traces with --debug keep them; NOOK_NO_BUNDLE=1 runs the modules themselves).
+    minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: 'warning',
   });
 }
