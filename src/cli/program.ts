@@ -42,6 +42,9 @@ const commandModules: Record<string, string> = {
 
 type Register = (program: Command) => void;
 
+/** The root program's options that take a separate value (skipped when looking for the command word; main.cts knows them too). */
+const GLOBAL_OPTIONS_WITH_VALUE: readonly string[] = ['--root', '--runroot', '--cgroup-manager'];
+
 function globalFlag(argv: string[], name: string): boolean {
   return argv.includes(name);
 }
@@ -63,7 +66,7 @@ async function main(argv: string[]): Promise<void> {
   let wanted: string | undefined;
   for (let i = 2; i < argv.length; i++) {
     const word = argv[i]!;
-    if (word === '--root' || word === '--runroot') { i++; continue; }
+    if (GLOBAL_OPTIONS_WITH_VALUE.includes(word)) { i++; continue; }
     if (!word.startsWith('-')) { wanted = word; break; }
   }
   const modules = wanted && commandModules[wanted] ? [commandModules[wanted]] : [...new Set(Object.values(commandModules))];
