@@ -13,12 +13,13 @@ import test, { type ExecutionContext } from 'ava';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { computeIdMapping, hostIdFor, newUserNamespacePlan, type IdMapping } from '../../src/idmap/mapping.js';
 import { findProgram } from '../../src/lib/programs.js';
 import { removeInUserNamespace, runInUserNamespace } from '../../src/idmap/userns.js';
 import { ExecutorError, startExecutor, type ExecutorHandle, type ExecutorOptions } from '../../src/runtime/executor.js';
 import type { ExecutorPlan, PlanOp, ProcessPlan } from '../../src/runtime/plan.js';
+import { exchange } from '../helpers/tcp.js';
 
 const MS = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, BIND: 0x1000, REC: 0x4000, PRIVATE: 0x40000 };
 const APPLETS = ['sh', 'echo', 'cat', 'id', 'ls', 'sleep', 'hostname', 'mkdir', 'grep', 'touch', 'test', 'mount', 'true'];
@@ -484,17 +485,6 @@ async function freePort(): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** Sends `data`, shuts down writing, and resolves with everything received until the other side closes. */
-function exchange(port: number, data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = connect(port, '127.0.0.1', () => socket.end(data));
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('close', () => resolve(Buffer.concat(chunks)));
-    socket.on('error', reject);
-  });
 }
 
 const netNamespace = { namespaces: [{ type: 'mnt' as const }, { type: 'pid' as const }, { type: 'uts' as const }, { type: 'net' as const }], outerOps: [{ op: 'loopback-up' as const }] };

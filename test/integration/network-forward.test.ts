@@ -15,6 +15,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nookCli, nookEnv, sleep, waitGone, type NookEnv as Env } from './network-fixture.js';
+import { exchange } from '../helpers/tcp.js';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -34,17 +35,6 @@ async function containerRecord(env: Env, name: string): Promise<{ pid: number; p
 
 function hostPort(ports: RecordedPort[], containerPort: number): number {
   return ports.find((p) => p.containerPort === containerPort && p.protocol === 'tcp')!.hostPort;
-}
-
-/** Sends `data`, shuts down writing (half-close) and collects the reply until the other side closes; `data` streams while the reply is read. */
-function exchange(port: number, data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = connect(port, '127.0.0.1', () => socket.end(data));
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('close', () => resolve(Buffer.concat(chunks)));
-    socket.on('error', reject);
-  });
 }
 
 /** Retries while the servers inside start: a client accepted before they listen is closed at once. */

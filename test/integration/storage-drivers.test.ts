@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { linuxSyscalls } from '../../src/syscalls/syscalls.js';
-import { makeTar } from '../unit/image-tarmaker.js';
+import { makeTar, type RawEntry } from '../unit/image-tarmaker.js';
 
 let store: TempStore;
 const image = 'localhost/layered:test';
@@ -47,24 +47,32 @@ for (const driver of ['overlay', 'fuse-overlayfs', 'vfs']) {
   });
 }
 
-test('vfs: a bottom layer copied by cp -a keeps hard links and loses the whiteouts and opaque markers that hide nothing', async (t) => {
+/** A one-layer image's tar: the host's static busybox as /bin/sh, then `entries`. */
+function writeBusyboxTar(name: string, entries: RawEntry[]): string {
   const busybox = readFileSync(execFileSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).trim());
-  const tarPath = join(store.dir, 'bottom.tar');
+  const path = join(store.dir, name);
   writeFileSync(
-    tarPath,
+    path,
     makeTar([
       { path: 'bin/', type: 'dir', mode: 0o755 },
       { path: 'bin/busybox', data: busybox, mode: 0o755 },
       { path: 'bin/sh', type: 'symlink', linkpath: 'busybox' },
-      { path: 'etc/', type: 'dir', mode: 0o755 },
-      { path: 'etc/.wh.gone', data: '' },
-      { path: 'opq/', type: 'dir', mode: 0o755 },
-      { path: 'opq/.wh..wh..opq', data: '' },
-      { path: 'opq/kept', data: 'kept\n' },
-      { path: 'a', data: 'hard\n' },
-      { path: 'b', type: 'hardlink', linkpath: 'a' },
+      ...entries,
     ]),
   );
+  return path;
+}
+
+test('vfs: a bottom layer copied by cp -a keeps hard links and loses the whiteouts and opaque markers that hide nothing', async (t) => {
+  const tarPath = writeBusyboxTar('bottom.tar', [
+    { path: 'etc/', type: 'dir', mode: 0o755 },
+    { path: 'etc/.wh.gone', data: '' },
+    { path: 'opq/', type: 'dir', mode: 0o755 },
+    { path: 'opq/.wh..wh..opq', data: '' },
+    { path: 'opq/kept', data: 'kept\n' },
+    { path: 'a', data: 'hard\n' },
+    { path: 'b', type: 'hardlink', linkpath: 'a' },
+  ]);
   const imported = await nook(['import', tarPath, 'localhost/vfs-bottom:test']);
   t.is(imported.exitCode, 0, describe(imported));
   const r = await nook(['run', '--name', 'vfs-bottom', '--storage-driver', 'vfs', 'localhost/vfs-bottom:test', 'sh', '-c', 'busybox find / -xdev -type c; busybox stat -c %h /b; busybox cat /opq/kept; busybox ls -A /etc']);
@@ -78,18 +86,10 @@ test('vfs: a bottom layer copied by cp -a keeps hard links and loses the whiteou
 });
 
 test('vfs: a single layer without whiteouts is copied as it is, hard links and owners kept', async (t) => {
-  const busybox = readFileSync(execFileSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).trim());
-  const tarPath = join(store.dir, 'plain.tar');
-  writeFileSync(
-    tarPath,
-    makeTar([
-      { path: 'bin/', type: 'dir', mode: 0o755 },
-      { path: 'bin/busybox', data: busybox, mode: 0o755 },
-      { path: 'bin/sh', type: 'symlink', linkpath: 'busybox' },
-      { path: 'a', data: 'hard\n', uid: 1000, gid: 1000 },
-      { path: 'b', type: 'hardlink', linkpath: 'a' },
-    ]),
-  );
+  const tarPath = writeBusyboxTar('plain.tar', [
+    { path: 'a', data: 'hard\n', uid: 1000, gid: 1000 },
+    { path: 'b', type: 'hardlink', linkpath: 'a' },
+  ]);
   t.is((await nook(['import', tarPath, 'localhost/vfs-plain:test'])).exitCode, 0);
   const r = await nook(['run', '--rm', '--storage-driver', 'vfs', 'localhost/vfs-plain:test', 'sh', '-c', 'busybox stat -c "%h %u:%g" /b; busybox cat /b']);
   t.is(r.exitCode, 0, describe(r));
