@@ -3,8 +3,7 @@
  * Every step reads the live status first (store.refreshStatus), so a
  * container whose monitor died unseen is handled like one that exited.
  */
-import { chmodSync, lstatSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { NookError, errnoCode } from '../lib/errors.js';
 import type { ContainerRecord, ContainerStore } from './store.js';
@@ -78,48 +77,15 @@ export async function removeContainer(store: ContainerStore, record: ContainerRe
 }
 
 export async function removeTree(path: string): Promise<void> {
-  // The kernel's overlay leaves its work/work directory with mode 0, owned by
-  // the user: making such directories ours again first is enough, and far
-  // cheaper than a failed rm or a user namespace (~20 ms on every `run --rm`).
-  if (openOwnDirectories(path) && tryRemove(path)) return;
+  try {
+    rmSync(path, { recursive: true, force: true });
+    return;
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
+  }
   // Directories owned by subordinate ids (a copied-up /etc of an image whose
   // files belong to uid 1000...): only a process in the user namespace may empty them.
   const { removeInUserNamespace } = await import('../idmap/userns.js');
   await removeInUserNamespace(path);
-}
-
-function tryRemove(path: string): boolean {
-  try {
-    rmSync(path, { recursive: true, force: true });
-    return true;
-  } catch (error) {
-    const code = errnoCode(error);
-    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
-    return false;
-  }
-}
-
-/** chmod 0700 on every directory under `path` owned by the user that lacks rwx for its owner; false if one belongs to someone else. */
-function openOwnDirectories(path: string): boolean {
-  const uid = process.getuid?.() ?? 0;
-  const pending = [path];
-  let allOwn = true;
-  while (pending.length > 0) {
-    const dir = pending.pop()!;
-    let stat;
-    try {
-      stat = lstatSync(dir);
-    } catch {
-      continue;
-    }
-    if (stat.uid !== uid) {
-      allOwn = false;
-      continue;
-    }
-    if ((stat.mode & 0o700) !== 0o700) chmodSync(dir, 0o700);
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) pending.push(join(dir, entry.name));
-    }
-  }
-  return allOwn;
 }
