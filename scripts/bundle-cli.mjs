@@ -19,18 +19,19 @@
  * resolve the same bundled or not.
  */
 import { build } from 'esbuild';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cliDir = join(root, 'dist', 'src', 'cli');
 
+// The launcher's own list (tsc has compiled it by now), and the decompression thread, which is
+// started as a file rather than through the launcher.
+const { programEntries } = createRequire(import.meta.url)(join(cliDir, 'launcher.cjs'));
 const programs = {
-  program: join(cliDir, 'program.js'),
-  'runtime-program': join(cliDir, 'runtime-program.js'),
-  'extract-main': join(root, 'dist', 'src', 'image', 'extract-main.js'),
+  ...Object.fromEntries(Object.entries(programEntries).map(([name, entry]) => [name, join(cliDir, entry)])),
   'gunzip-worker': join(root, 'dist', 'src', 'image', 'gunzip-worker.js'),
-  'vfs-copy': join(root, 'dist', 'src', 'rootfs', 'vfs-copy.js'),
 };
 
 for (const [program, entry] of Object.entries(programs)) {

@@ -30,9 +30,10 @@ import Module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
+import { commandWord } from './command-word.cjs';
 
-/** Each program's compiled entry module, relative to this directory; its bundle is NAME.bundle.cjs here. */
-const entries = {
+/** Each program's compiled entry module, relative to this directory; its bundle is NAME.bundle.cjs here (scripts/bundle-cli.mjs makes them from this list). */
+export const programEntries = {
   program: './program.js',
   'runtime-program': './runtime-program.js',
   // the layer extraction helper, started for every pull and load (src/image/extract.ts)
@@ -41,7 +42,7 @@ const entries = {
   'vfs-copy': '../rootfs/vfs-copy.js',
 } as const;
 
-export type ProgramName = keyof typeof entries;
+export type ProgramName = keyof typeof programEntries;
 
 export interface LaunchOptions {
   /**
@@ -58,9 +59,9 @@ export interface LaunchOptions {
 export async function launch(name: ProgramName, options: LaunchOptions = {}): Promise<void> {
   const here = __dirname;
   const bundlePath = join(here, `${name}.bundle.cjs`);
-  const bundle = freshBundle(bundlePath, join(here, entries[name]));
+  const bundle = freshBundle(bundlePath, join(here, programEntries[name]));
   if (!bundle || process.env.NOOK_NO_BUNDLE) {
-    await import(entries[name]);
+    await import(programEntries[name]);
     return;
   }
 
@@ -83,12 +84,8 @@ export async function launch(name: ProgramName, options: LaunchOptions = {}): Pr
 
 function isHotCommand(args: readonly string[], options: LaunchOptions): boolean {
   if (!options.hotCommands) return true;
-  for (let i = 0; i < args.length; i++) {
-    const word = args[i]!;
-    if (options.optionsWithValue?.includes(word)) i++;
-    else if (!word.startsWith('-')) return options.hotCommands.includes(word);
-  }
-  return false;
+  const word = commandWord(args, options.optionsWithValue ?? []);
+  return word !== undefined && options.hotCommands.includes(word);
 }
 
 function readOrUndefined(path: string): Buffer | undefined {

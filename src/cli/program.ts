@@ -5,6 +5,7 @@
  * its action.
  */
 import { Command, CommanderError } from 'commander';
+import { commandWord } from './command-word.cjs';
 import { reportError } from './output.js';
 
 /** command name -> module under ./commands exporting `register(program)` */
@@ -42,8 +43,6 @@ const commandModules: Record<string, string> = {
 
 type Register = (program: Command) => void;
 
-/** The root program's options that take a separate value (skipped when looking for the command word; main.cts knows them too). */
-const GLOBAL_OPTIONS_WITH_VALUE: readonly string[] = ['--root', '--runroot', '--cgroup-manager'];
 
 function globalFlag(argv: string[], name: string): boolean {
   return argv.includes(name);
@@ -62,13 +61,8 @@ async function main(argv: string[]): Promise<void> {
     .showHelpAfterError('(run nook --help for the list of commands)')
     .exitOverride();
 
-  // Find the first non-option word: that is the command to load.
-  let wanted: string | undefined;
-  for (let i = 2; i < argv.length; i++) {
-    const word = argv[i]!;
-    if (GLOBAL_OPTIONS_WITH_VALUE.includes(word)) { i++; continue; }
-    if (!word.startsWith('-')) { wanted = word; break; }
-  }
+  // The first non-option word is the command to load.
+  const wanted = commandWord(argv.slice(2));
   const modules = wanted && commandModules[wanted] ? [commandModules[wanted]] : [...new Set(Object.values(commandModules))];
   for (const name of modules) {
     const mod = (await import(`./commands/${name}.js`).catch((error: unknown) => {

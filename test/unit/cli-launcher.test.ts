@@ -15,7 +15,7 @@ const cliDir = fileURLToPath(new URL('../../src/cli/', import.meta.url));
 
 function scratch(): string {
   const dir = mkdtempSync(join(tmpdir(), 'nook-launcher-'));
-  copyFileSync(join(cliDir, 'launcher.cjs'), join(dir, 'launcher.cjs'));
+  for (const file of ['launcher.cjs', 'command-word.cjs']) copyFileSync(join(cliDir, file), join(dir, file));
   writeFileSync(join(dir, 'main.cjs'), "require('./launcher.cjs').launch('program');\n");
   writeFileSync(join(dir, 'program.js'), "console.log('modules');\n");
   writeFileSync(join(dir, 'program.bundle.cjs'), "console.log('bundle', typeof require, __filename.endsWith('program.bundle.cjs'));\n");
